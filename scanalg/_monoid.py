@@ -1,0 +1,88 @@
+"""The monoid protocol: `AbstractMonoid` and its optional action."""
+
+import abc
+from typing import Any, ClassVar, Literal
+
+import equinox as eqx
+
+PyTree = Any
+
+ActionDirection = Literal["forward", "reverse", "both"]
+
+
+class AbstractMonoid(eqx.Module):
+    r"""An associative `combine` with a neutral `identity`, optionally acting on a state.
+
+    Subclass it, implement `combine` and `identity` on *single, unbatched* elements
+    (pytrees of arrays); the executor vmaps them. Fields of the module are the
+    monoid's parameters.
+
+    The laws, for all elements $a, b, c$ and $e$ = `identity(a)`:
+
+    $$(a \otimes b) \otimes c = a \otimes (b \otimes c), \qquad
+      e \otimes a = a = a \otimes e.$$
+
+    **Time order.** `combine(earlier, later)` always receives its arguments in
+    time order, for forward and reverse scans alike.
+
+    **Action (optional).** A monoid may also define `act(state, element)`, which
+    lets a scan carry a small state through large elements (an HMM filter carries
+    a $K$-vector through $K\times K$ matrices). Its laws depend on the direction
+    it is used in, declared by the class attribute `action_direction`:
+
+    - `"forward"` (a right action): $s \cdot e = s$ and
+      $(s \cdot a) \cdot b = s \cdot (a \otimes b)$; used by forward scans.
+    - `"reverse"` (a left action, written with the state first): $s \cdot e = s$ and
+      $(s \cdot b) \cdot a = s \cdot (a \otimes b)$ where $a$ is earlier than $b$;
+      used by reverse scans, which carry the state backwards in time.
+    - `"both"`: both laws hold (e.g. commutative monoids).
+    """
+
+    action_direction: ClassVar[ActionDirection] = "forward"
+
+    @abc.abstractmethod
+    def combine(self, earlier: PyTree, later: PyTree) -> PyTree:
+        """Combine two elements, given in time order: `earlier` comes first.
+
+        **Arguments:**
+
+        - `earlier`: a single element (no batch axis).
+        - `later`: a single element with the same structure.
+
+        **Returns:**
+
+        Their product $\\text{earlier} \\otimes \\text{later}$, with the same structure,
+        shapes and dtypes.
+        """
+
+    @abc.abstractmethod
+    def identity(self, like: PyTree) -> PyTree:
+        """The neutral element, with the structure, shapes and dtypes of `like`.
+
+        `like` is only used for its shapes and dtypes; its values are arbitrary.
+        """
+
+    def act(self, state: PyTree, element: PyTree) -> PyTree:
+        """Apply `element` to `state` (optional; see the class docstring).
+
+        **Arguments:**
+
+        - `state`: a single state.
+        - `element`: a single element.
+
+        **Returns:**
+
+        The new state, with the same structure, shapes and dtypes as `state`.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not define `act`.")
+
+
+def has_act(monoid: AbstractMonoid) -> bool:
+    """Whether `monoid` overrides `AbstractMonoid.act`."""
+    return type(monoid).act is not AbstractMonoid.act
+
+
+def supports_direction(monoid: AbstractMonoid, reverse: bool) -> bool:
+    """Whether `monoid.act` is lawful for a scan in this direction."""
+    want = "reverse" if reverse else "forward"
+    return monoid.action_direction in (want, "both")
