@@ -1,0 +1,355 @@
+r"""Linear-Gaussian state-space models as monoids: Kalman filter, RTS smoother and
+posterior sampling elements (Särkkä & García-Fernández, 2021).
+
+The model, with time index $t = 0, \dots, T-1$:
+
+$$z_0 \sim \mathcal{N}(m_0, P_0), \qquad
+  z_t \mid z_{t-1} \sim \mathcal{N}(F_t z_{t-1} + c_t,\; Q_t), \qquad
+  y_t \mid z_t \sim \mathcal{N}(H_t z_t + r_t,\; R_t).$$
+
+Three monoids run its inference on any scan method:
+
+- `KalmanFilter`: the filtering elements $(A, b, C, \eta, J, \ell)$, forward.
+- `RTSSmoother`: the smoothing elements $(E, g, L)$, a reverse scan.
+- `ReverseAffine`: backward composition of affine maps, for posterior sampling.
+
+The element builders `kalman_filter_elements` and `rts_smoother_elements` turn
+per-step model quantities into elements; `scanalg.lgssm` uses them.
+"""
+
+from typing import ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.scipy.linalg as jsl
+from jaxtyping import Array, Bool, Float
+
+from .._monoid import AbstractMonoid, ActionDirection
+from ._basic import Affine
+
+
+def symmetrize(x: Float[Array, "*b n n"]) -> Float[Array, "*b n n"]:
+    r"""The symmetric part $\tfrac12 (X + X^\top)$ of a (batch of) square matrices."""
+    return 0.5 * (x + jnp.swapaxes(x, -1, -2))
+
+
+def _eye_like(x: Float[Array, "n n"]) -> Float[Array, "n n"]:
+    return jnp.eye(x.shape[-1], dtype=x.dtype)
+
+
+# ---------------------------------------------------------------------------
+# Filtering
+# ---------------------------------------------------------------------------
+
+
+class FilterElement(eqx.Module):
+    r"""A Kalman filtering element of Särkkä & García-Fernández (2021), with its
+    log-normaliser.
+
+    For the segment of observations $y_{s:t}$ it holds the conditional density and
+    the likelihood, as functions of the state $z_{s-1}$ before the segment:
+
+    $$p(z_t \mid y_{s:t}, z_{s-1}) = \mathcal{N}(z_t \mid A z_{s-1} + b,\; C),
+      \qquad p(y_{s:t} \mid z_{s-1}) =
+      \exp\!\big(\ell + \eta^\top z_{s-1} - \tfrac12 z_{s-1}^\top J z_{s-1}\big).$$
+
+    A prefix starting at $t = 0$ has $A = 0$, $J = 0$, $\eta = 0$: then $b$, $C$ are
+    the filtered mean and covariance and $\ell = \log p(y_{0:t})$.
+    """
+
+    A: Float[Array, "*T n n"]
+    b: Float[Array, "*T n"]
+    C: Float[Array, "*T n n"]
+    eta: Float[Array, "*T n"]
+    J: Float[Array, "*T n n"]
+    loglik: Float[Array, "*T"]
+
+
+class FilterState(eqx.Module):
+    r"""A filtering distribution $\mathcal{N}(z_t \mid m, P)$ with the running
+    log-likelihood $\ell = \log p(y_{0:t})$."""
+
+    mean: Float[Array, "*T n"]
+    cov: Float[Array, "*T n n"]
+    loglik: Float[Array, "*T"]
+
+
+def _absorb(
+    b: Float[Array, " n"], C: Float[Array, "n n"], eta: Float[Array, " n"], J: Float[Array, "n n"]
+):
+    r"""Condition $\mathcal{N}(x \mid b, C)$ on the potential $\exp(\eta^\top x - \tfrac12 x^\top J x)$.
+
+    With $M = I + C J$ (invertible: its eigenvalues are those of
+    $I + C^{1/2} J C^{1/2} \succeq I$), returns the LU factors of $M$, the
+    conditioned mean $v = M^{-1}(b + C\eta)$ and the log of the normaliser
+
+    $$\log \int \mathcal{N}(x \mid b, C)\, e^{\eta^\top x - \frac12 x^\top J x}\,dx
+      = -\tfrac12 \log\det M + \tfrac12 \eta^\top v + \tfrac12 (\eta - J b)^\top M^{-1} b,$$
+
+    none of which needs $C^{-1}$ (so $C$ may be singular, as in the identity).
+    """
+    M = _eye_like(C) + C @ J
+    lu = jsl.lu_factor(M)
+    uv = jsl.lu_solve(lu, jnp.stack([b, b + C @ eta], axis=-1))
+    u, v = uv[:, 0], uv[:, 1]
+    logdet = jnp.sum(jnp.log(jnp.abs(jnp.diagonal(lu[0]))))
+    lognorm = -0.5 * logdet + 0.5 * (eta @ v) + 0.5 * ((eta - J @ b) @ u)
+    return lu, v, lognorm
+
+
+class KalmanFilter(AbstractMonoid):
+    r"""Kalman filtering elements (Särkkä & García-Fernández, 2021) under
+    composition, extended with the log-likelihood.
+
+    Elements are `FilterElement`s $(A, b, C, \eta, J, \ell)$. With
+    $M = I + C_1 J_2$ the product of an earlier element 1 and a later element 2 is
+
+    $$\begin{aligned}
+    A &= A_2 M^{-1} A_1, &
+    b &= A_2 M^{-1} (b_1 + C_1 \eta_2) + b_2, &
+    C &= A_2 M^{-1} C_1 A_2^\top + C_2, \\
+    \eta &= A_1^\top M^{-\top} (\eta_2 - J_2 b_1) + \eta_1, &
+    J &= A_1^\top M^{-\top} J_2 A_1 + J_1, &
+    \ell &= \ell_1 + \ell_2 + \lambda,
+    \end{aligned}$$
+
+    where $\lambda$ is the log-normaliser of conditioning
+    $\mathcal{N}(b_1, C_1)$ on the potential $(\eta_2, J_2)$ (see the source). The
+    identity is $(I, 0, 0, 0, 0, 0)$. One LU factorisation of $M$ per product.
+
+    The forward action on a `FilterState` $(m, P, \ell)$ is the product with the
+    prefix element $(0, m, P, 0, 0, \ell)$: one Kalman step, an $n\times n$ LU and
+    three $n\times n$ products.
+    """
+
+    action_direction: ClassVar[ActionDirection] = "forward"
+
+    def combine(self, earlier: FilterElement, later: FilterElement) -> FilterElement:
+        e, l = earlier, later
+        lu, v, lognorm = _absorb(e.b, e.C, l.eta, l.J)
+        # X = A_2 M^{-1}   (M^T X^T = A_2^T);   Y = M^{-1} A_1.
+        X = jsl.lu_solve(lu, l.A.T, trans=1).T
+        Y = jsl.lu_solve(lu, e.A)
+        return FilterElement(
+            A=X @ e.A,
+            b=l.A @ v + l.b,
+            C=symmetrize(X @ e.C @ l.A.T) + l.C,
+            eta=Y.T @ (l.eta - l.J @ e.b) + e.eta,
+            J=symmetrize(Y.T @ l.J @ e.A) + e.J,
+            loglik=e.loglik + l.loglik + lognorm,
+        )
+
+    def identity(self, like: FilterElement) -> FilterElement:
+        return FilterElement(
+            A=_eye_like(like.A),
+            b=jnp.zeros_like(like.b),
+            C=jnp.zeros_like(like.C),
+            eta=jnp.zeros_like(like.eta),
+            J=jnp.zeros_like(like.J),
+            loglik=jnp.zeros_like(like.loglik),
+        )
+
+    def act(self, state: FilterState, element: FilterElement) -> FilterState:
+        lu, v, lognorm = _absorb(state.mean, state.cov, element.eta, element.J)
+        X = jsl.lu_solve(lu, element.A.T, trans=1).T
+        return FilterState(
+            mean=element.A @ v + element.b,
+            cov=symmetrize(X @ state.cov @ element.A.T) + element.C,
+            loglik=state.loglik + element.loglik + lognorm,
+        )
+
+
+def kalman_filter_elements(
+    F: Float[Array, "*T n n"],
+    c: Float[Array, "*T n"],
+    Q: Float[Array, "*T n n"],
+    H: Float[Array, "*T k n"],
+    R: Float[Array, "*T k k"] | Float[Array, "*T k"],
+    y: Float[Array, "*T k"],
+    observed: Bool[Array, "*T"],
+) -> FilterElement:
+    r"""The filtering element of one time step (vmap it over time).
+
+    For $z_t \mid z_{t-1} \sim \mathcal{N}(F z_{t-1} + c, Q)$ and the observation
+    $y = H z_t + \varepsilon$, $\varepsilon \sim \mathcal{N}(0, R)$ (offsets already
+    subtracted from `y`), with $S = H Q H^\top + R = L_S L_S^\top$,
+    $K = Q H^\top S^{-1}$ and the innovation $e = y - H c$:
+
+    $$A = (I - K H) F,\quad b = c + K e,\quad
+      C = (I - KH) Q (I - KH)^\top + K R K^\top,\quad
+      \eta = (L_S^{-1} H F)^\top L_S^{-1} e,\quad J = (L_S^{-1} H F)^\top L_S^{-1} H F,$$
+
+    and $\ell = \log \mathcal{N}(e \mid 0, S)$. ($C$ in Joseph form and $J$ as a Gram
+    matrix stay positive semi-definite in low precision.) The first step uses
+    $F = 0$, $c = m_0$, $Q = P_0$. When `observed` is false the element only
+    predicts: $(F, c, Q, 0, 0, 0)$.
+
+    **Arguments:**
+
+    - `F`, `c`, `Q`: the transition weights, offset and covariance.
+    - `H`: the emission weights; `R`: the emission covariance, full `(k, k)` or
+      its diagonal `(k,)`.
+    - `y`: the observation minus its offsets (any finite values if unobserved).
+    - `observed`: whether `y` is observed.
+
+    **Returns:**
+
+    A `FilterElement`.
+    """
+    diag = R.ndim == 1
+    S = H @ Q @ H.T + (jnp.diag(R) if diag else R)
+    L_S = jnp.linalg.cholesky(S)
+    HQ = H @ Q
+    K = jsl.cho_solve((L_S, True), HQ).T
+    e = y - H @ c
+    I_KH = _eye_like(Q) - K @ H
+    KRK = (K * R) @ K.T if diag else K @ R @ K.T
+    W = jsl.solve_triangular(L_S, H @ F, lower=True)
+    w = jsl.solve_triangular(L_S, e, lower=True)
+    loglik = (
+        -0.5 * (w @ w)
+        - jnp.sum(jnp.log(jnp.diagonal(L_S)))
+        - 0.5 * y.shape[-1] * jnp.log(2 * jnp.pi).astype(y.dtype)
+    )
+    obs = FilterElement(
+        A=I_KH @ F,
+        b=c + K @ e,
+        C=symmetrize(I_KH @ Q @ I_KH.T + KRK),
+        eta=W.T @ w,
+        J=symmetrize(W.T @ W),
+        loglik=loglik,
+    )
+    miss = FilterElement(
+        A=F,
+        b=c,
+        C=Q,
+        eta=jnp.zeros_like(c),
+        J=jnp.zeros_like(Q),
+        loglik=jnp.zeros_like(loglik),
+    )
+    return jax.tree.map(lambda o, m: jnp.where(observed, o, m), obs, miss)
+
+
+# ---------------------------------------------------------------------------
+# Smoothing
+# ---------------------------------------------------------------------------
+
+
+class SmootherElement(eqx.Module):
+    r"""An RTS smoothing element: the backward conditional
+    $p(z_s \mid z_{t+1}, y_{0:s}) = \mathcal{N}(z_s \mid E z_{t+1} + g, L)$.
+
+    A suffix ending at $T-1$ has $E = 0$: then $g$, $L$ are the smoothed mean and
+    covariance.
+    """
+
+    E: Float[Array, "*T n n"]
+    g: Float[Array, "*T n"]
+    L: Float[Array, "*T n n"]
+
+
+class SmootherState(eqx.Module):
+    r"""A smoothing distribution $\mathcal{N}(z_t \mid m, P)$."""
+
+    mean: Float[Array, "*T n"]
+    cov: Float[Array, "*T n n"]
+
+
+class RTSSmoother(AbstractMonoid):
+    r"""Rauch–Tung–Striebel smoothing elements under backward composition.
+
+    Elements are `SmootherElement`s $(E, g, L)$, Gaussian affine maps
+    $z_{t+1} \mapsto E z_{t+1} + g + \mathcal{N}(0, L)$ applied right to left:
+
+    $$(E_1, g_1, L_1) \otimes (E_2, g_2, L_2) =
+      (E_1 E_2,\; E_1 g_2 + g_1,\; E_1 L_2 E_1^\top + L_1),$$
+
+    identity $(I, 0, 0)$. A reverse scan gives the smoothed marginals. The
+    *reverse* action on a `SmootherState` $(m, P)$ of $z_{t+1}$ is one RTS step,
+    $(E m + g,\; E P E^\top + L)$: two $n \times n$ products, no solve.
+    """
+
+    action_direction: ClassVar[ActionDirection] = "reverse"
+
+    def combine(self, earlier: SmootherElement, later: SmootherElement) -> SmootherElement:
+        E, g = _reverse_compose((earlier.E, earlier.g), (later.E, later.g))
+        L = symmetrize(earlier.E @ later.L @ earlier.E.T) + earlier.L
+        return SmootherElement(E=E, g=g, L=L)
+
+    def identity(self, like: SmootherElement) -> SmootherElement:
+        return SmootherElement(
+            E=_eye_like(like.E), g=jnp.zeros_like(like.g), L=jnp.zeros_like(like.L)
+        )
+
+    def act(self, state: SmootherState, element: SmootherElement) -> SmootherState:
+        return SmootherState(
+            mean=element.E @ state.mean + element.g,
+            cov=symmetrize(element.E @ state.cov @ element.E.T) + element.L,
+        )
+
+
+def rts_smoother_elements(
+    mean: Float[Array, " n"],
+    cov: Float[Array, "n n"],
+    F: Float[Array, "n n"],
+    c: Float[Array, " n"],
+    Q: Float[Array, "n n"],
+) -> SmootherElement:
+    r"""The smoothing element of one time step (vmap it over time).
+
+    From the filtered $\mathcal{N}(z_t \mid m, P)$ and the next transition
+    $z_{t+1} \mid z_t \sim \mathcal{N}(F z_t + c, Q)$, with
+    $G = P F^\top (F P F^\top + Q)^{-1}$:
+
+    $$E = G,\quad g = m - G (F m + c),\quad
+      L = (I - G F) P (I - G F)^\top + G Q G^\top \;(= P - G F P).$$
+
+    The last time step uses $E = 0$, $g = m$, $L = P$ (pass `F = 0`, `Q = I`).
+    """
+    S = F @ cov @ F.T + Q
+    L_S = jnp.linalg.cholesky(S)
+    G = jsl.cho_solve((L_S, True), F @ cov).T
+    I_GF = _eye_like(cov) - G @ F
+    L = symmetrize(I_GF @ cov @ I_GF.T + G @ Q @ G.T)
+    return SmootherElement(E=G, g=mean - G @ (F @ mean + c), L=L)
+
+
+# ---------------------------------------------------------------------------
+# Sampling
+# ---------------------------------------------------------------------------
+
+
+def _reverse_compose(earlier, later):
+    # Backward composition "earlier after later" is Affine's forward composition
+    # with the arguments exchanged.
+    return Affine().combine(later, earlier)
+
+
+class ReverseAffine(AbstractMonoid):
+    r"""Affine maps $x \mapsto E x + h$ composed backwards in time.
+
+    The dual of `scanalg.monoids.Affine`: the *later* map is applied first,
+
+    $$(E_1, h_1) \otimes (E_2, h_2) = (E_1 E_2,\; E_1 h_2 + h_1),$$
+
+    identity $(I, 0)$, and a reverse action $x \cdot (E, h) = E x + h$. A reverse
+    scan with an initial state solves the backward recurrence
+    $x_t = E_t x_{t+1} + h_t$ — backward sampling of a Gaussian chain with
+    $h_t = g_t + L_t^{1/2} \varepsilon_t$.
+    """
+
+    action_direction: ClassVar[ActionDirection] = "reverse"
+
+    def combine(
+        self,
+        earlier: tuple[Float[Array, "n n"], Float[Array, "*s n"]],
+        later: tuple[Float[Array, "n n"], Float[Array, "*s n"]],
+    ) -> tuple[Float[Array, "n n"], Float[Array, "*s n"]]:
+        return _reverse_compose(earlier, later)
+
+    def identity(self, like):
+        return Affine().identity(like)
+
+    def act(self, state: Float[Array, " n"], element) -> Float[Array, " n"]:
+        return Affine().act(state, element)
