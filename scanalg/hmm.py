@@ -1,0 +1,412 @@
+r"""Hidden Markov model inference, dynamax-compatible, on any scan method.
+
+The model: $z_1 \sim \pi$, $z_{t+1} \mid z_t \sim A_t[z_t, \cdot]$, and observations
+entering only through log-likelihoods $\ell_t[k] = \log p(y_t \mid z_t = k)$.
+The transition matrix is fixed, shape `(K, K)`, or time-varying, shape
+`(T-1, K, K)` with `transition_matrix[t]` moving from step $t$ to $t+1$.
+
+Every function here builds scan elements, calls `scanalg.scan`, and reads the
+results out; `method=` is passed to the scan, so all methods return the same answer
+(up to rounding; samples and Viterbi paths are integer and identical).
+
+**Numerics.** Messages are normalised, with row log-scales carried separately (see
+`scanalg.monoids.HMMForward`), so nothing underflows and nothing is clamped:
+structural zeros in the matrices and $-\infty$ log-likelihoods are exact. The marginal
+log-likelihood is the pairwise (tree) sum of the per-step log-normalisers
+$\log p(y_t \mid y_{1:t-1})$, accurate in float32 for very long sequences.
+
+**Impossible observations.** If at some step $s$ every state has probability zero,
+`marginal_loglik` is $-\infty$. Filtered and predicted probabilities are the usual
+ones before $s$; the predicted probabilities at $s$ are the usual ones too; the
+filtered probabilities at $s$ and all probabilities after $s$ are zero vectors.
+Smoothed and transition probabilities (conditioned on an impossible event) are zero
+everywhere. Posterior samples and Viterbi paths are still valid state indices, but
+carry no meaning. Nothing is NaN.
+"""
+
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int, PRNGKeyArray, Scalar
+
+from ._methods import AbstractScanMethod, Parallel
+from ._scan import reduce, scan
+from .monoids._basic import Sum
+from .monoids._composition import FiniteFunction
+from .monoids._hmm import (
+    HMMBackward,
+    HMMForward,
+    LogMatrix,
+    MaxPlus,
+    ScaledMatrix,
+    finite_or_zero,
+    normalise,
+    safe_log,
+    scaled_weights,
+    support_max,
+)
+
+_Transitions = Float[Array, "num_states num_states"] | Float[
+    Array, "num_timesteps_minus_1 num_states num_states"
+]
+
+
+class HMMPosteriorFiltered(NamedTuple):
+    r"""The filtering posterior of an HMM (as in dynamax).
+
+    **Fields:**
+
+    - `marginal_loglik`: $\log p(y_{1:T})$.
+    - `filtered_probs`: $p(z_t \mid y_{1:t})$, shape `(T, K)`.
+    - `predicted_probs`: $p(z_t \mid y_{1:t-1})$, shape `(T, K)` (row 0 is $\pi$).
+    """
+
+    marginal_loglik: Scalar
+    filtered_probs: Float[Array, "num_timesteps num_states"]
+    predicted_probs: Float[Array, "num_timesteps num_states"]
+
+
+class HMMPosterior(NamedTuple):
+    r"""The smoothing posterior of an HMM (as in dynamax).
+
+    **Fields:**
+
+    - `marginal_loglik`, `filtered_probs`, `predicted_probs`: as in
+      `HMMPosteriorFiltered`.
+    - `smoothed_probs`: $p(z_t \mid y_{1:T})$, shape `(T, K)`.
+    - `initial_probs`: $p(z_1 \mid y_{1:T})$, shape `(K,)`.
+    - `trans_probs`: $p(z_t = i, z_{t+1} = j \mid y_{1:T})$: shape `(T-1, K, K)` for a
+      time-varying transition matrix, summed over $t$ to `(K, K)` (expected transition
+      counts) for a fixed one.
+    """
+
+    marginal_loglik: Scalar
+    filtered_probs: Float[Array, "num_timesteps num_states"]
+    predicted_probs: Float[Array, "num_timesteps num_states"]
+    smoothed_probs: Float[Array, "num_timesteps num_states"]
+    initial_probs: Float[Array, " num_states"]
+    trans_probs: _Transitions | None = None
+
+
+# --------------------------------------------------------------------------------------
+# Validation.
+# --------------------------------------------------------------------------------------
+
+
+def _float_dtype(*arrays):
+    dtype = jnp.result_type(*arrays)
+    if not jnp.issubdtype(dtype, jnp.inexact):
+        dtype = jnp.result_type(float)
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+        raise TypeError("HMM inputs must be real, got a complex dtype.")
+    return dtype
+
+
+def _check_distributions(x: Array, name: str, what: str) -> Array:
+    """`equinox.error_if` unless the last axis holds probability vectors."""
+    tol = jnp.sqrt(jnp.finfo(x.dtype).eps) * max(1, x.shape[-1]) ** 0.5
+    bad_sign = jnp.any(x < 0) | jnp.any(jnp.isnan(x))
+    bad_sum = jnp.any(jnp.abs(jnp.sum(x, axis=-1) - 1) > tol)
+    x = eqx.error_if(x, bad_sign, f"`{name}` has negative or NaN entries; {what}.")
+    return eqx.error_if(x, bad_sum, f"`{name}` does not sum to one along its last axis; {what}.")
+
+
+def _validate(initial_probs, transition_matrix, log_likelihoods):
+    """Check shapes (at trace time) and values (with `error_if`); cast to one dtype.
+
+    Returns `(initial_probs, transition_matrix, log_likelihoods, time_varying)`.
+    """
+    pi = jnp.asarray(initial_probs)
+    a = jnp.asarray(transition_matrix)
+    ll = jnp.asarray(log_likelihoods)
+    if ll.ndim != 2 or ll.shape[0] < 1:
+        raise ValueError(
+            "`log_likelihoods` must have shape (T, K) = (num_timesteps, num_states) with "
+            f"T >= 1; got shape {ll.shape}."
+        )
+    t, k = ll.shape
+    if pi.shape != (k,):
+        raise ValueError(
+            f"`initial_probs` must have shape (K,) = ({k},) to match `log_likelihoods` of "
+            f"shape {ll.shape}; got shape {pi.shape}."
+        )
+    if a.ndim == 2:
+        time_varying = False
+        if a.shape != (k, k):
+            raise ValueError(
+                f"`transition_matrix` must have shape (K, K) = ({k}, {k}) or "
+                f"(T-1, K, K) = ({t - 1}, {k}, {k}); got shape {a.shape}."
+            )
+    elif a.ndim == 3:
+        time_varying = True
+        if a.shape != (t - 1, k, k):
+            raise ValueError(
+                f"A time-varying `transition_matrix` must have shape (T-1, K, K) = "
+                f"({t - 1}, {k}, {k}) for `log_likelihoods` of shape {ll.shape}; got shape "
+                f"{a.shape}."
+            )
+    else:
+        raise ValueError(
+            f"`transition_matrix` must have shape (K, K) = ({k}, {k}) or (T-1, K, K) = "
+            f"({t - 1}, {k}, {k}); got shape {a.shape}."
+        )
+    dtype = _float_dtype(pi, a, ll)
+    pi, a, ll = pi.astype(dtype), a.astype(dtype), ll.astype(dtype)
+    pi = _check_distributions(pi, "initial_probs", "it must be a probability vector")
+    a = _check_distributions(
+        a, "transition_matrix", "every row must be a probability vector (rows sum to one)"
+    )
+    bad_ll = jnp.any(jnp.isnan(ll) | (ll == jnp.inf))
+    ll = eqx.error_if(ll, bad_ll, "`log_likelihoods` contains NaN or +inf.")
+    return pi, a, ll, time_varying
+
+
+# --------------------------------------------------------------------------------------
+# The passes: each builds elements, calls `scan`, and reads out.
+# --------------------------------------------------------------------------------------
+
+
+def _steps(a: Array, time_varying: bool, num: int) -> Array:
+    """The `num` transition matrices, one per step, as an array `(num, K, K)`."""
+    return a if time_varying else jnp.broadcast_to(a, (num, *a.shape))
+
+
+def _forward(pi, a, ll, time_varying, method):
+    """Forward filter: `(marginal_loglik, filtered_probs, predicted_probs)`."""
+    t = ll.shape[0]
+    elems = ScaledMatrix(_steps(a, time_varying, t - 1), ll[:-1])
+    later = scan(HMMForward(), elems, init=pi, method=method)
+    predicted = jnp.concatenate([pi[None], later], axis=0)
+    # Condition on y_t: q_t = pred_t * exp(l_t - m_t); the per-step normaliser is the
+    # mass that moves on, q_t . rowsum(A_t) (rowsum is 1 for a stochastic matrix; keeping
+    # it makes the log-likelihood the exact path sum for any nonnegative input).
+    shift = support_max(ll, predicted)
+    weights = predicted * jnp.exp(jnp.where(predicted > 0, ll - shift[:, None], -jnp.inf))
+    filtered = normalise(weights)
+    row_sums = jnp.sum(a, axis=-1)
+    moved = jnp.concatenate(
+        [
+            weights[:-1] @ row_sums if not time_varying else jnp.sum(weights[:-1] * row_sums, -1),
+            jnp.sum(weights[-1:], axis=-1),
+        ]
+    )
+    log_normalisers = shift + safe_log(moved)
+    marginal_loglik = reduce(Sum(), log_normalisers, method=Parallel())
+    return marginal_loglik, filtered, predicted
+
+
+def _backward(a, ll, time_varying, method):
+    r"""Normalised backward messages $\beta_t \propto p(y_{t+1:T} \mid z_t)$, `(T, K)`."""
+    t, k = ll.shape
+    a_t = jnp.swapaxes(_steps(a, time_varying, t - 1), -1, -2)
+    last = jnp.full((k,), 1 / k, ll.dtype)
+    earlier = scan(HMMBackward(), ScaledMatrix(a_t, ll[1:]), init=last, reverse=True,
+                   method=method)
+    return jnp.concatenate([earlier, last[None]], axis=0)
+
+
+def _smoothed_trans_probs(filtered, beta, a, ll, time_varying):
+    r"""$p(z_t = i, z_{t+1} = j \mid y_{1:T}) \propto f_t[i] A_t[i, j] e^{\ell_{t+1}[j]}
+    \beta_{t+1}[j]$; summed over $t$ for a fixed matrix."""
+    g = scaled_weights(beta[1:], ll[1:])  # e^{l_{t+1}} beta_{t+1}, largest entry ~ 1
+    f = filtered[:-1]
+    if time_varying:
+        norm = jnp.einsum("ti,tij,tj->t", f, a, g)
+        norm = jnp.where(norm > 0, norm, 1)
+        return f[:, :, None] * a * g[:, None, :] / norm[:, None, None]
+    norm = jnp.sum(f * (g @ a.T), axis=-1)
+    f = f / jnp.where(norm > 0, norm, 1)[:, None]
+    return a * (f.T @ g)
+
+
+def _inverse_cdf(weights: Array, u: Array) -> Array:
+    r"""Inverse-CDF draws, one per column, all from the same uniform.
+
+    For `weights` of shape `(..., K, J)` (candidates along axis -2) and `u` of shape
+    `(...,)`, returns for each column $j$ the largest $i$ with $w_{ij} > 0$ and
+    $\sum_{i' < i} w_{i'j} \le u \sum_{i'} w_{i'j}$: exactly the inverse CDF, and never
+    a zero-weight candidate whatever the rounding. Cost $O(KJ)$: one pass over the
+    candidates with a running sum (no `cumsum`, which XLA may lower to $O(K^2 J)$).
+    Columns of zeros give 0.
+    """
+    k = weights.shape[-2]
+    target = u[..., None] * jnp.sum(weights, axis=-2)
+    running = jnp.zeros_like(target)
+    choice = jnp.zeros(target.shape, jnp.int32)
+    for i in range(k):  # over states, not time: K is small and static
+        w = weights[..., i, :]
+        choice = jnp.where((w > 0) & (running <= target), jnp.int32(i), choice)
+        running = running + w
+    return choice
+
+
+def _sample_one(u, filtered, a, time_varying, method):
+    """One posterior path from uniforms `u` of shape `(T,)`: FFBS by composition."""
+    t = filtered.shape[0]
+    # E_t(j): a draw of z_t given z_{t+1} = j, weights filtered_t[i] A_t[i, j].
+    weights = filtered[:-1, :, None] * _steps(a, time_varying, t - 1)
+    table = _inverse_cdf(weights, u[:-1])
+    last = _inverse_cdf(filtered[-1][:, None], u[-1])[0]
+    earlier = scan(FiniteFunction(), table, init=last, reverse=True, method=method)
+    return jnp.concatenate([earlier, last[None]])
+
+
+# --------------------------------------------------------------------------------------
+# Public API.
+# --------------------------------------------------------------------------------------
+
+
+@eqx.filter_jit
+def hmm_filter(
+    initial_probs: Float[Array, " num_states"],
+    transition_matrix: _Transitions,
+    log_likelihoods: Float[Array, "num_timesteps num_states"],
+    *,
+    method: str | AbstractScanMethod = "auto",
+) -> HMMPosteriorFiltered:
+    r"""Forward filtering: $p(z_t \mid y_{1:t})$ and $\log p(y_{1:T})$.
+
+    A forward scan of `scanalg.monoids.HMMForward` with initial state $\pi$: with the
+    sequential method it costs one $K$-vector times $K\times K$ matrix per step.
+
+    **Arguments:**
+
+    - `initial_probs`: $\pi = p(z_1)$, shape `(K,)`.
+    - `transition_matrix`: $A[i, j] = p(z_{t+1} = j \mid z_t = i)$, shape `(K, K)`,
+      or time-varying, shape `(T-1, K, K)`.
+    - `log_likelihoods`: $\ell_t[k] = \log p(y_t \mid z_t = k)$, shape `(T, K)`;
+      $-\infty$ allowed.
+    - `method`: the scan method (see `scanalg.scan`).
+
+    **Returns:**
+
+    `HMMPosteriorFiltered(marginal_loglik, filtered_probs, predicted_probs)`.
+    """
+    pi, a, ll, tv = _validate(initial_probs, transition_matrix, log_likelihoods)
+    return HMMPosteriorFiltered(*_forward(pi, a, ll, tv, method))
+
+
+@eqx.filter_jit
+def hmm_smoother(
+    initial_probs: Float[Array, " num_states"],
+    transition_matrix: _Transitions,
+    log_likelihoods: Float[Array, "num_timesteps num_states"],
+    *,
+    method: str | AbstractScanMethod = "auto",
+) -> HMMPosterior:
+    r"""Forward-backward smoothing: $p(z_t \mid y_{1:T})$ and expected transitions.
+
+    Two independent scans: the forward filter, and a reverse scan of
+    `scanalg.monoids.HMMBackward` for the backward messages
+    $\beta_t \propto p(y_{t+1:T} \mid z_t)$. Then
+    $p(z_t \mid y_{1:T}) \propto p(z_t \mid y_{1:t})\,\beta_t$ and
+
+    $$p(z_t = i, z_{t+1} = j \mid y_{1:T}) \propto p(z_t = i \mid y_{1:t})\,
+      A_t[i, j]\, p(y_{t+1} \mid z_{t+1} = j)\, \beta_{t+1}[j].$$
+
+    **Arguments:** as for `hmm_filter`.
+
+    **Returns:**
+
+    `HMMPosterior(marginal_loglik, filtered_probs, predicted_probs, smoothed_probs,
+    initial_probs, trans_probs)`; `trans_probs` has shape `(T-1, K, K)` for a
+    time-varying transition matrix and is summed over time, `(K, K)`, for a fixed one.
+    """
+    pi, a, ll, tv = _validate(initial_probs, transition_matrix, log_likelihoods)
+    loglik, filtered, predicted = _forward(pi, a, ll, tv, method)
+    beta = _backward(a, ll, tv, method)
+    smoothed = normalise(filtered * beta)
+    return HMMPosterior(
+        marginal_loglik=loglik,
+        filtered_probs=filtered,
+        predicted_probs=predicted,
+        smoothed_probs=smoothed,
+        initial_probs=smoothed[0],
+        trans_probs=_smoothed_trans_probs(filtered, beta, a, ll, tv),
+    )
+
+
+@eqx.filter_jit
+def hmm_posterior_sample(
+    key: PRNGKeyArray,
+    initial_probs: Float[Array, " num_states"],
+    transition_matrix: _Transitions,
+    log_likelihoods: Float[Array, "num_timesteps num_states"],
+    *,
+    method: str | AbstractScanMethod = "auto",
+    num_samples: int | None = None,
+) -> tuple[Scalar, Int[Array, " num_timesteps"] | Int[Array, "num_samples num_timesteps"]]:
+    r"""Draw latent paths from $p(z_{1:T} \mid y_{1:T})$ by function composition.
+
+    Forward filtering, then backward sampling written as composition: with one
+    uniform $u_t$ per step, the map $E_t : [K] \to [K]$,
+
+    $$E_t(j) = F_t^{-1}(u_t), \qquad F_t \text{ the CDF of }
+      p(z_t \mid z_{t+1} = j, y_{1:t}) \propto p(z_t \mid y_{1:t}) A_t[z_t, j],$$
+
+    draws $z_t$ given $z_{t+1} = j$, and $z_t = E_t \circ \cdots \circ E_{T-1}(z_T)$:
+    a reverse scan of `scanalg.monoids.FiniteFunction`. Building each $E_t$ costs
+    $O(K^2)$. The uniforms come from `key` only, so **the same key gives the same
+    states for every method** (up to ties at float rounding level in the filter).
+
+    **Arguments:**
+
+    - `key`: a `jax.random` key.
+    - `initial_probs`, `transition_matrix`, `log_likelihoods`, `method`: as for
+      `hmm_filter`.
+    - `num_samples`: `None` for one path, or the number of paths to draw.
+
+    **Returns:**
+
+    `(marginal_loglik, states)` with integer `states` of shape `(T,)`, or
+    `(num_samples, T)`.
+    """
+    pi, a, ll, tv = _validate(initial_probs, transition_matrix, log_likelihoods)
+    loglik, filtered, _ = _forward(pi, a, ll, tv, method)
+    t = ll.shape[0]
+    if num_samples is None:
+        u = jax.random.uniform(key, (t,), ll.dtype)
+        return loglik, _sample_one(u, filtered, a, tv, method)
+    if not (isinstance(num_samples, int) and num_samples >= 1):
+        raise ValueError(f"`num_samples` must be None or an int >= 1, got {num_samples!r}.")
+    u = jax.random.uniform(key, (num_samples, t), ll.dtype)
+    sample = jax.vmap(lambda v: _sample_one(v, filtered, a, tv, method))
+    return loglik, sample(u)
+
+
+@eqx.filter_jit
+def hmm_posterior_mode(
+    initial_probs: Float[Array, " num_states"],
+    transition_matrix: _Transitions,
+    log_likelihoods: Float[Array, "num_timesteps num_states"],
+    *,
+    method: str | AbstractScanMethod = "auto",
+) -> Int[Array, " num_timesteps"]:
+    r"""The most likely path $\arg\max_{z_{1:T}} p(z_{1:T} \mid y_{1:T})$ (Viterbi).
+
+    A forward max-plus scan (`scanalg.monoids.MaxPlus`) gives the best scores
+    $\delta_t[k] = \max_{z_{1:t-1}} \log p(z_{1:t-1}, z_t = k, y_{1:t})$ (up to a
+    constant per step); the back-pointers $\psi_{t+1}[j] = \arg\max_i \delta_t[i] +
+    \log A_t[i, j]$ are maps $[K] \to [K]$, and the backtrace
+    $z_t = \psi_{t+1}(z_{t+1})$ is a reverse scan of `scanalg.monoids.FiniteFunction`.
+    Ties go to the smallest state index.
+
+    **Arguments:** as for `hmm_filter`.
+
+    **Returns:**
+
+    The integer path, shape `(T,)`.
+    """
+    pi, a, ll, tv = _validate(initial_probs, transition_matrix, log_likelihoods)
+    t = ll.shape[0]
+    log_a = safe_log(a)
+    elems = LogMatrix(_steps(log_a, tv, t - 1), ll[:-1])
+    log_pi = safe_log(pi)
+    later = scan(MaxPlus(), elems, init=log_pi - finite_or_zero(jnp.max(log_pi)), method=method)
+    scores = jnp.concatenate([log_pi[None], later], axis=0) + ll
+    pointers = jnp.argmax(scores[:-1, :, None] + log_a, axis=-2).astype(jnp.int32)
+    last = jnp.argmax(scores[-1]).astype(jnp.int32)
+    earlier = scan(FiniteFunction(), pointers, init=last, reverse=True, method=method)
+    return jnp.concatenate([earlier, last[None]])

@@ -1,0 +1,246 @@
+r"""Hidden Markov model monoids: forward filtering, backward messages, max-plus (Viterbi).
+
+All three work on $K \times K$ matrices kept in a *row-scaled normal form*: an element
+is a pair $(M, r)$ standing for the matrix $\operatorname{diag}(e^{r}) M$ (sum-product)
+or $r_i + W_{ij}$ (max-plus). The products of many HMM steps have rows whose scales
+differ by hundreds of orders of magnitude (a row is the probability of the future
+given one starting state); keeping each row's scale in log space makes the products
+immune to underflow, with no clamping. Overall scale is dropped (the monoids are
+*projective*): the HMM functions recover the marginal log-likelihood from per-step
+normalisers instead, summed pairwise.
+
+Structural zeros and $-\infty$ log-scales are legal everywhere. A row whose every
+entry is zero has log-scale $-\infty$; a state that is the zero vector stays zero
+(it is the absorbing "impossible" state). No operation here produces a NaN from such
+input, and all gradients are NaN-free (log and exp are guarded with double `where`s).
+"""
+
+from typing import ClassVar, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from .._monoid import AbstractMonoid, ActionDirection
+
+
+class ScaledMatrix(NamedTuple):
+    r"""A nonnegative matrix with separate row log-scales: $\operatorname{diag}(e^r) M$.
+
+    **Fields:**
+
+    - `matrix`: $M$, nonnegative, shape `(K, K)`.
+    - `log_scale`: $r$, shape `(K,)`, entries finite or $-\infty$.
+    """
+
+    matrix: Float[Array, "*t K K"]
+    log_scale: Float[Array, "*t K"]
+
+
+class LogMatrix(NamedTuple):
+    r"""A max-plus matrix with separate row offsets: entries $r_i + W_{ij}$.
+
+    **Fields:**
+
+    - `matrix`: $W$, entries finite or $-\infty$, shape `(K, K)`.
+    - `offset`: $r$, shape `(K,)`, entries finite or $-\infty$.
+    """
+
+    matrix: Float[Array, "*t K K"]
+    offset: Float[Array, "*t K"]
+
+
+# --------------------------------------------------------------------------------------
+# Guarded elementwise helpers (shared with `scanalg.hmm`).
+# --------------------------------------------------------------------------------------
+
+
+def safe_log(x: Array) -> Array:
+    """`log(x)` with `log(0) = -inf` and a zero (not NaN) gradient there."""
+    positive = x > 0
+    return jnp.where(positive, jnp.log(jnp.where(positive, x, 1)), -jnp.inf)
+
+
+def finite_or_zero(x: Array) -> Array:
+    """Replace $\\pm\\infty$ by zero: a safe shift for log-space normalisation."""
+    return jnp.where(jnp.isfinite(x), x, 0)
+
+
+def normalise(x: Array, axis: int = -1) -> Array:
+    """Divide by the sum along `axis`; an all-zero slice stays zero."""
+    total = jnp.sum(x, axis=axis, keepdims=True)
+    return x / jnp.where(total > 0, total, 1)
+
+
+def support_max(values: Array, weights: Array, axis: int = -1) -> Array:
+    """`max(values)` over the entries with `weights > 0`, as a stop-gradient shift.
+
+    Returns zero where no weight is positive, so `values - shift` never produces
+    `inf - inf`.
+    """
+    masked = jnp.where(weights > 0, values, -jnp.inf)
+    return jax.lax.stop_gradient(finite_or_zero(jnp.max(masked, axis=axis)))
+
+
+def scaled_weights(weights: Array, log_scale: Array) -> Array:
+    r"""$w_i e^{r_i - m}$ with $m$ the largest $r_i$ where $w_i > 0$ (last axis).
+
+    Entries with $w_i = 0$ are exactly zero, whatever $r_i$ (no `0 * inf`).
+    """
+    shift = support_max(log_scale, weights)[..., None]
+    return weights * jnp.exp(jnp.where(weights > 0, log_scale - shift, -jnp.inf))
+
+
+# --------------------------------------------------------------------------------------
+# Sum-product: forward filter and backward messages.
+# --------------------------------------------------------------------------------------
+
+
+def _scaled_matmul(earlier: ScaledMatrix, later: ScaledMatrix) -> ScaledMatrix:
+    r"""Normal form of $\operatorname{diag}(e^{r_a}) M_a \operatorname{diag}(e^{r_b}) M_b$."""
+    ma, ra = earlier
+    mb, rb = later
+    # Row i of the product is sum_j ma[i, j] e^{rb[j]} mb[j, :]; shift each row by its
+    # largest term so that the biggest weight is exactly one (no underflow of a row).
+    logs = safe_log(ma) + rb[None, :]
+    shift = jax.lax.stop_gradient(finite_or_zero(jnp.max(logs, axis=-1)))
+    weights = jnp.exp(jnp.where(ma > 0, logs - shift[:, None], -jnp.inf))
+    product = weights @ mb
+    rows = jnp.sum(product, axis=-1)
+    matrix = product / jnp.where(rows > 0, rows, 1)[:, None]
+    log_scale = ra + shift + safe_log(rows)
+    log_scale = log_scale - jax.lax.stop_gradient(finite_or_zero(jnp.max(log_scale)))
+    return ScaledMatrix(matrix, log_scale)
+
+
+def _scaled_identity(like: ScaledMatrix) -> ScaledMatrix:
+    k = like.matrix.shape[-1]
+    dtype = like.matrix.dtype
+    return ScaledMatrix(jnp.eye(k, dtype=dtype), jnp.zeros((k,), like.log_scale.dtype))
+
+
+def _scaled_act(state: Float[Array, " K"], element: ScaledMatrix) -> Float[Array, " K"]:
+    r"""$p \mapsto p \operatorname{diag}(e^r) M$, normalised to sum one (zero stays zero)."""
+    matrix, log_scale = element
+    return normalise(scaled_weights(state, log_scale) @ matrix)
+
+
+class HMMForward(AbstractMonoid):
+    r"""The forward-filtering monoid of a hidden Markov model.
+
+    Elements are `ScaledMatrix(M, r)`, standing for
+    $E = \operatorname{diag}(e^{r}) M$ up to a positive factor. One HMM step
+    "condition on $y_t$, then move" is the element $(A_t, \ell_t)$:
+
+    $$E_t = \operatorname{diag}\big(p(y_t \mid z_t)\big)\, A_t, \qquad
+      E_t[i, j] = p(y_t, z_{t+1} = j \mid z_t = i).$$
+
+    The product is the matrix product in time order, returned in normal form (each
+    row of $M$ sums to one, or is zero with $r_i = -\infty$; $\max_i r_i = 0$):
+
+    $$(M_a, r_a) \otimes (M_b, r_b) \propto
+      \operatorname{diag}(e^{r_a}) M_a \operatorname{diag}(e^{r_b}) M_b,$$
+
+    computed row by row with each row's largest term factored out, so no row of a long
+    product underflows. The identity is $(I, 0)$.
+
+    The *forward action* on a probability vector (the predicted distribution) is one
+    filtering step, $O(K^2)$:
+
+    $$p \cdot (M, r) = \frac{p \operatorname{diag}(e^r) M}{\lVert p \operatorname{diag}(e^r) M\rVert_1},$$
+
+    so a forward scan with `init` $= \pi$ returns
+    $p(z_{t+1} \mid y_{1:t})$. The zero vector (after an impossible observation) is
+    left zero.
+    """
+
+    action_direction: ClassVar[ActionDirection] = "forward"
+
+    def combine(self, earlier: ScaledMatrix, later: ScaledMatrix) -> ScaledMatrix:
+        return _scaled_matmul(earlier, later)
+
+    def identity(self, like: ScaledMatrix) -> ScaledMatrix:
+        return _scaled_identity(like)
+
+    def act(self, state: Float[Array, " K"], element: ScaledMatrix) -> Float[Array, " K"]:
+        return _scaled_act(state, element)
+
+
+class HMMBackward(AbstractMonoid):
+    r"""The backward-message monoid of a hidden Markov model: `HMMForward`, transposed.
+
+    An element `ScaledMatrix(M, r)` stands for the *transpose*
+    $B = M^\top \operatorname{diag}(e^{r})$. One backward step "condition on
+    $y_{t+1}$, then move back" is $(A_t^\top, \ell_{t+1})$:
+
+    $$B_t = A_t \operatorname{diag}\big(p(y_{t+1} \mid z_{t+1})\big), \qquad
+      \beta_t = B_t \beta_{t+1}.$$
+
+    The product is the matrix product in time order, $B_a B_b$, which is the
+    `HMMForward` product of the transposes in the opposite order (this is the
+    *opposite monoid*). The action is on column vectors, $\beta \cdot B = B\beta$
+    normalised, a *reverse* action: a reverse scan with `init` $\mathbf{1}/K$ returns
+    the normalised backward messages $\beta_t \propto p(y_{t+1:T} \mid z_t)$.
+    """
+
+    action_direction: ClassVar[ActionDirection] = "reverse"
+
+    def combine(self, earlier: ScaledMatrix, later: ScaledMatrix) -> ScaledMatrix:
+        return _scaled_matmul(later, earlier)
+
+    def identity(self, like: ScaledMatrix) -> ScaledMatrix:
+        return _scaled_identity(like)
+
+    def act(self, state: Float[Array, " K"], element: ScaledMatrix) -> Float[Array, " K"]:
+        return _scaled_act(state, element)
+
+
+# --------------------------------------------------------------------------------------
+# Max-plus: Viterbi.
+# --------------------------------------------------------------------------------------
+
+
+def _max_normalise(x: Array, axis=None) -> Array:
+    """Subtract the maximum (along `axis`), leaving all-$-\\infty$ slices alone."""
+    return x - finite_or_zero(jnp.max(x, axis=axis, keepdims=axis is not None))
+
+
+class MaxPlus(AbstractMonoid):
+    r"""The max-plus (tropical) matrix product, for the Viterbi algorithm.
+
+    Elements are `LogMatrix(W, r)`, standing for the max-plus matrix with entries
+    $r_i + W_{ij}$ up to an additive constant. One Viterbi step "score $y_t$, then
+    move" is $(\log A_t, \ell_t)$. The product, in time order, is
+
+    $$(a \otimes b)_{ik} = \max_j \big(r^a_i + W^a_{ij} + r^b_j + W^b_{jk}\big),$$
+
+    returned in normal form: each row of $W$ has maximum $0$ (or is all $-\infty$),
+    and $\max_i r_i = 0$. Keeping rows and offsets separately normalised keeps every
+    stored number of the size of a *difference* of scores, so float32 stays accurate
+    over long products. The identity has $0$ on the diagonal, $-\infty$ elsewhere.
+
+    The forward action on a score vector $\delta$ is one Viterbi step, $O(K^2)$:
+
+    $$(\delta \cdot (W, r))_j = \max_i \big(\delta_i + r_i + W_{ij}\big) - c,$$
+
+    with $c$ making the maximum $0$.
+    """
+
+    action_direction: ClassVar[ActionDirection] = "forward"
+
+    def combine(self, earlier: LogMatrix, later: LogMatrix) -> LogMatrix:
+        wa, ra = earlier
+        wb, rb = later
+        scores = jnp.max((wa + rb[None, :])[:, :, None] + wb[None, :, :], axis=1)
+        top = finite_or_zero(jnp.max(scores, axis=-1))
+        return LogMatrix(scores - top[:, None], _max_normalise(ra + top))
+
+    def identity(self, like: LogMatrix) -> LogMatrix:
+        k = like.matrix.shape[-1]
+        eye = jnp.eye(k, dtype=bool)
+        matrix = jnp.where(eye, 0, -jnp.inf).astype(like.matrix.dtype)
+        return LogMatrix(matrix, jnp.zeros((k,), like.offset.dtype))
+
+    def act(self, state: Float[Array, " K"], element: LogMatrix) -> Float[Array, " K"]:
+        matrix, offset = element
+        return _max_normalise(jnp.max((state + offset)[:, None] + matrix, axis=0))

@@ -1,0 +1,123 @@
+"""Brute-force HMM reference: enumerate all K^T paths in float64 NumPy.
+
+Only for tiny problems (T <= 6, K <= 3). Everything is computed from the joint
+log-probability of every path, with no recursion shared with the code under test.
+"""
+
+import itertools
+
+import numpy as np
+
+
+def _log(x):
+    with np.errstate(divide="ignore"):
+        return np.log(np.asarray(x, np.float64))
+
+
+def _logsumexp(x, axis=None):
+    x = np.asarray(x, np.float64)
+    top = np.max(x, axis=axis, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        out = np.log(np.sum(np.exp(x - top), axis=axis, keepdims=True)) + top
+    return np.squeeze(out, axis=axis) if axis is not None else out.reshape(())
+
+
+def _transitions(transition_matrix, num_steps):
+    a = np.asarray(transition_matrix, np.float64)
+    if a.ndim == 2:
+        return np.broadcast_to(a, (max(num_steps - 1, 0), *a.shape))
+    return a
+
+
+def paths(num_states, num_steps):
+    """All paths, shape `(K**T, T)`."""
+    return np.array(list(itertools.product(range(num_states), repeat=num_steps)), np.int64)
+
+
+def path_log_joint(initial_probs, transition_matrix, log_likelihoods, upto=None, last_ll=True):
+    """`log p(z_{0:s}, y_{0:s})` for every path `z_{0:s}`, with `s = upto` (default T-1).
+
+    With `last_ll=False` the likelihood of the last step is left out (for predictions).
+    Returns `(paths, log_joint)`.
+    """
+    ll = np.asarray(log_likelihoods, np.float64)
+    t, k = ll.shape
+    s = t - 1 if upto is None else upto
+    a = _transitions(transition_matrix, t)
+    zs = paths(k, s + 1)
+    logp = _log(initial_probs)[zs[:, 0]]
+    for step in range(s):
+        logp = logp + _log(a[step])[zs[:, step], zs[:, step + 1]]
+    for step in range(s + 1):
+        if step < s or last_ll:
+            logp = logp + ll[step, zs[:, step]]
+    return zs, logp
+
+
+def _marginal(zs, logp, step, k):
+    probs = np.exp(logp - _logsumexp(logp)) if np.isfinite(_logsumexp(logp)) else 0 * logp
+    return np.array([np.sum(probs[zs[:, step] == j]) for j in range(k)])
+
+
+def reference(initial_probs, transition_matrix, log_likelihoods):
+    """Everything the HMM functions return, by enumeration.
+
+    Returns a dict with `marginal_loglik`, `filtered_probs`, `predicted_probs`,
+    `smoothed_probs`, `trans_probs` (always `(T-1, K, K)`), `mode` and the posterior
+    over all paths (`paths`, `path_probs`).
+    """
+    ll = np.asarray(log_likelihoods, np.float64)
+    t, k = ll.shape
+    zs, logp = path_log_joint(initial_probs, transition_matrix, ll)
+    loglik = _logsumexp(logp)
+    probs = np.exp(logp - loglik)
+    filtered, predicted = [], []
+    for step in range(t):
+        z_f, lp_f = path_log_joint(initial_probs, transition_matrix, ll, upto=step)
+        filtered.append(_marginal(z_f, lp_f, step, k))
+        z_p, lp_p = path_log_joint(initial_probs, transition_matrix, ll, upto=step, last_ll=False)
+        predicted.append(_marginal(z_p, lp_p, step, k))
+    smoothed = np.stack([_marginal(zs, logp, step, k) for step in range(t)])
+    trans = np.zeros((max(t - 1, 0), k, k))
+    for step in range(t - 1):
+        np.add.at(trans[step], (zs[:, step], zs[:, step + 1]), probs)
+    return dict(
+        marginal_loglik=loglik,
+        filtered_probs=np.stack(filtered),
+        predicted_probs=np.stack(predicted),
+        smoothed_probs=smoothed,
+        trans_probs=trans,
+        mode=zs[np.argmax(logp)],
+        paths=zs,
+        path_probs=probs,
+    )
+
+
+def log_space_loglik(initial_probs, transition_matrix, log_likelihoods):
+    """`log p(y_{1:T})` by the forward recursion in log space (no enumeration)."""
+    ll = np.asarray(log_likelihoods, np.float64)
+    a = _transitions(transition_matrix, ll.shape[0])
+    alpha = _log(initial_probs) + ll[0]
+    for step in range(1, ll.shape[0]):
+        alpha = _logsumexp(alpha[:, None] + _log(a[step - 1]), axis=0) + ll[step]
+    return _logsumexp(alpha)
+
+
+def random_hmm(rng, num_steps, num_states, time_varying=False, zeros=False):
+    """A random HMM: Dirichlet rows, Gaussian log-likelihoods (float64 NumPy).
+
+    With `zeros=True` about a third of the transition entries are structural zeros
+    (each row keeps at least one positive entry).
+    """
+    k = num_states
+    pi = rng.dirichlet(np.ones(k))
+    shape = (num_steps - 1, k, k) if time_varying else (k, k)
+    a = rng.dirichlet(np.ones(k), size=shape[:-1])
+    if zeros:
+        mask = rng.random(shape) < 0.35
+        mask[..., np.arange(k), np.arange(k)] = False
+        a = np.where(mask, 0.0, a)
+        a = a / a.sum(-1, keepdims=True)
+    ll = rng.normal(size=(num_steps, k)) * 1.5
+    return pi, a, ll
