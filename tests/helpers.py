@@ -8,11 +8,9 @@ import scanalg
 
 all_methods = (
     scanalg.Sequential(),
-    scanalg.Sequential(unroll=4),
     scanalg.Parallel(),
     scanalg.Blocked(),
-    scanalg.Blocked(block_size=3),
-    scanalg.Blocked(block_size=4, outer=scanalg.Parallel()),
+    scanalg.Blocked(block_size=3, outer=scanalg.Parallel()),
     scanalg.Auto(),
 )
 

@@ -1,0 +1,305 @@
+"""The executor against a plain Python left fold, for every method and basic monoid."""
+
+import functools
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import all_methods, method_ids, tree_allclose
+
+import scanalg
+from scanalg import monoids as M
+
+LENGTHS = (0, 1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 1000)
+SHORT_LENGTHS = (0, 1, 2, 7, 17)
+
+
+def _orthogonal(rng, n, size):
+    q, _ = np.linalg.qr(rng.normal(size=(size, n, n)))
+    return q
+
+
+def make_elems(name, n, seed=0):
+    rng = np.random.default_rng(seed)
+    if name == "Sum":
+        return jnp.asarray(rng.normal(size=(n, 2)))
+    if name == "Product":
+        return jnp.asarray(rng.uniform(0.9, 1.1, size=(n,)))
+    if name in ("Max", "Min"):
+        return jnp.asarray(rng.integers(-100, 100, size=(n, 3)), dtype=jnp.int32)
+    if name == "LogAddExp":
+        return jnp.asarray(rng.normal(size=(n, 2)) * 3)
+    if name == "MatMul":
+        return jnp.asarray(_orthogonal(rng, 3, n))
+    if name == "Affine":
+        return jnp.asarray(0.95 * _orthogonal(rng, 3, n)), jnp.asarray(rng.normal(size=(n, 3)))
+    if name == "FiniteFunction":
+        return jnp.asarray(rng.integers(0, 5, size=(n, 5)), dtype=jnp.int32)
+    raise ValueError(name)
+
+
+def make_init(name):
+    if name in ("Sum", "LogAddExp"):
+        return jnp.array([0.5, -1.0])
+    if name == "Product":
+        return jnp.array(2.0)
+    if name in ("Max", "Min"):
+        return jnp.array([3, -7, 50], dtype=jnp.int32)
+    if name in ("MatMul", "Affine"):
+        return jnp.array([1.0, -2.0, 0.5])
+    if name == "FiniteFunction":
+        return jnp.array(3, dtype=jnp.int32)
+    raise ValueError(name)
+
+
+all_monoids = {
+    "Sum": M.Sum(),
+    "Product": M.Product(),
+    "Max": M.Max(),
+    "Min": M.Min(),
+    "LogAddExp": M.LogAddExp(),
+    "MatMul": M.MatMul(),
+    "Affine": M.Affine(),
+    "FiniteFunction": M.FiniteFunction(),
+}
+# Non-commutative monoids get every length; the others a shorter list.
+NON_COMMUTATIVE = ("MatMul", "Affine", "FiniteFunction")
+
+
+def _at(elems, t):
+    return jax.tree.map(lambda x: x[t], elems)
+
+
+def _stack(items, like):
+    if not items:
+        return jax.tree.map(lambda x: x[:0], like)
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *items)
+
+
+@functools.cache
+def reference(name, n, reverse, exclusive, with_init):
+    """A plain Python left fold, one element at a time."""
+    monoid = all_monoids[name]
+    elems = make_elems(name, n)
+    combine = jax.jit(monoid.combine)
+    act = jax.jit(monoid.act) if with_init else None
+    order = range(n - 1, -1, -1) if reverse else range(n)
+    if with_init:
+        state = make_init(name)
+        if exclusive:
+            out = {}
+            for t in order:
+                out[t] = state
+                state = act(state, _at(elems, t))
+        else:
+            out = {}
+            for t in order:
+                state = act(state, _at(elems, t))
+                out[t] = state
+        return _stack([out[t] for t in range(n)], jax.tree.map(lambda x: x[None], make_init(name)))
+    like = jax.tree.map(lambda x: jnp.zeros(x.shape[1:], x.dtype), elems)
+    acc = monoid.identity(like)
+    out = {}
+    for t in order:
+        if exclusive:
+            out[t] = acc
+        acc = combine(_at(elems, t), acc) if reverse else combine(acc, _at(elems, t))
+        if not exclusive:
+            out[t] = acc
+    return _stack([out[t] for t in range(n)], elems)
+
+
+def _directions(name, with_init):
+    if not with_init:
+        return (False, True)
+    direction = all_monoids[name].action_direction
+    return {"forward": (False,), "reverse": (True,), "both": (False, True)}[direction]
+
+
+@pytest.mark.parametrize("method", all_methods, ids=method_ids)
+@pytest.mark.parametrize("name", list(all_monoids))
+@pytest.mark.parametrize("with_init", [False, True], ids=["products", "states"])
+def test_scan_matches_fold(method, name, with_init):
+    monoid = all_monoids[name]
+    lengths = LENGTHS if name in NON_COMMUTATIVE else SHORT_LENGTHS
+    init = make_init(name) if with_init else None
+    variants = [(r, e) for r in _directions(name, with_init) for e in (False, True)]
+
+    @jax.jit  # one compilation per length for all variants
+    def run(elems):
+        return [
+            scanalg.scan(monoid, elems, init=init, reverse=r, exclusive=e, method=method)
+            for r, e in variants
+        ]
+
+    for n in lengths:
+        for (reverse, exclusive), got in zip(variants, run(make_elems(name, n))):
+            want = reference(name, n, reverse, exclusive, with_init)
+            assert tree_allclose(got, want, rtol=1e-9, atol=1e-9), (n, reverse, exclusive)
+
+
+@pytest.mark.parametrize("method", all_methods, ids=method_ids)
+@pytest.mark.parametrize("name", list(all_monoids))
+def test_reduce_matches_fold(method, name):
+    monoid = all_monoids[name]
+    for n in (0, 1, 2, 3, 8, 17, 1000):
+        elems = make_elems(name, n)
+        got = scanalg.reduce(monoid, elems, method=method)
+        if n == 0:
+            like = jax.tree.map(lambda x: jnp.zeros(x.shape[1:], x.dtype), elems)
+            want = monoid.identity(like)
+        else:
+            want = _at(reference(name, n, False, False, False), n - 1)
+        assert tree_allclose(got, want, rtol=1e-9, atol=1e-9), n
+
+
+@pytest.mark.parametrize("n", [1, 2, 9, 1000])
+def test_finite_function_bit_identical(n):
+    elems = make_elems("FiniteFunction", n, seed=3)
+    init = jnp.array(1, dtype=jnp.int32)
+    outs = [
+        (
+            scanalg.scan(M.FiniteFunction(), elems, method=m),
+            scanalg.scan(M.FiniteFunction(), elems, reverse=True, method=m),
+            scanalg.scan(M.FiniteFunction(), elems, init=init, reverse=True, method=m),
+        )
+        for m in all_methods
+    ]
+    for out in outs[1:]:
+        for a, b in zip(out, outs[0]):
+            assert a.dtype == b.dtype
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("method", all_methods, ids=method_ids)
+def test_jit_and_vmap(method):
+    batch = jnp.stack([make_elems("MatMul", 13, seed=s) for s in range(4)])
+    init = make_init("MatMul")
+
+    @jax.jit
+    def run(elems):
+        return scanalg.scan(M.MatMul(), elems, init=init, method=method)
+
+    batched = jax.vmap(run)(batch)
+    for i in range(4):
+        assert tree_allclose(batched[i], reference("MatMul", 13, False, False, True) if i == 0
+                             else run(batch[i]), rtol=1e-9, atol=1e-9)
+    affine = jax.vmap(lambda e: scanalg.scan(M.Affine(), e, method=method, reverse=True))(
+        (jnp.stack([make_elems("Affine", 9, s)[0] for s in range(3)]),
+         jnp.stack([make_elems("Affine", 9, s)[1] for s in range(3)]))
+    )
+    assert tree_allclose(_at(affine, 0), reference("Affine", 9, True, False, False), rtol=1e-9)
+
+
+def test_grad_equal_across_methods():
+    a, b = make_elems("Affine", 33, seed=5)
+    init = make_init("Affine")
+
+    def loss(a, b, h0, method):
+        states = scanalg.scan(M.Affine(), (a, b), init=h0, method=method)
+        products = scanalg.scan(M.MatMul(), a, reverse=True, method=method)
+        return jnp.sum(jnp.sin(states)) + jnp.sum(products[0] ** 2)
+
+    grads = [jax.grad(loss, argnums=(0, 1, 2))(a, b, init, m) for m in all_methods]
+    for g in grads[1:]:
+        assert tree_allclose(g, grads[0], rtol=1e-8, atol=1e-10)
+    # ... and against a finite difference of the sequential loop.
+    eps = 1e-6
+    direction = jnp.asarray(np.random.default_rng(0).normal(size=b.shape))
+    fd = (loss(a, b + eps * direction, init, "sequential")
+          - loss(a, b - eps * direction, init, "sequential")) / (2 * eps)
+    assert np.allclose(fd, jnp.sum(grads[0][1] * direction), rtol=1e-6)
+
+
+def test_float32_supported():
+    a = make_elems("MatMul", 100).astype(jnp.float32)
+    outs = [scanalg.scan(M.MatMul(), a, method=m) for m in all_methods]
+    for out in outs:
+        assert out.dtype == jnp.float32
+        assert tree_allclose(out, outs[0], rtol=1e-4, atol=1e-4)
+
+
+# ----------------------------------------------------------------- bad input
+
+
+def test_leaves_with_different_lengths():
+    with pytest.raises(ValueError, match=r"\[5, 4\]"):
+        scanalg.scan(M.Affine(), (jnp.zeros((5, 2, 2)), jnp.zeros((4, 2))))
+
+
+def test_scalar_leaf():
+    with pytest.raises(ValueError, match="leading time axis"):
+        scanalg.scan(M.Sum(), jnp.array(1.0))
+
+
+def test_unknown_method():
+    with pytest.raises(ValueError, match="'sequential', 'parallel', 'blocked', 'auto'"):
+        scanalg.scan(M.Sum(), jnp.zeros(3), method="fast")
+
+
+def test_bad_method_parameters():
+    with pytest.raises(ValueError, match="block_size"):
+        scanalg.Blocked(block_size=0)
+    with pytest.raises(ValueError, match="unroll"):
+        scanalg.Sequential(unroll=0)
+
+
+def test_not_a_monoid():
+    with pytest.raises(TypeError, match="AbstractMonoid"):
+        scanalg.scan(jnp.add, jnp.zeros(3))
+
+
+def test_init_without_act():
+    class NoAct(scanalg.AbstractMonoid):
+        def combine(self, earlier, later):
+            return earlier + later
+
+        def identity(self, like):
+            return jnp.zeros_like(like)
+
+    with pytest.raises(TypeError, match="NoAct defines no `act`"):
+        scanalg.scan(NoAct(), jnp.zeros(3), init=jnp.array(0.0))
+
+
+def test_init_in_wrong_direction():
+    with pytest.raises(TypeError, match="FiniteFunction.act is a reverse action"):
+        scanalg.scan(M.FiniteFunction(), jnp.zeros((3, 4), jnp.int32), init=jnp.array(0))
+    with pytest.raises(TypeError, match="Affine.act is a forward action"):
+        scanalg.scan(M.Affine(), make_elems("Affine", 3), init=jnp.zeros(3), reverse=True)
+
+
+class _Broken(scanalg.AbstractMonoid):
+    what: str = eqx.field(static=True)
+
+    def combine(self, earlier, later):
+        if self.what == "combine-shape":
+            return jnp.concatenate([earlier, later])
+        if self.what == "combine-structure":
+            return (earlier + later,)
+        return earlier + later
+
+    def identity(self, like):
+        if self.what == "identity-dtype":
+            return jnp.zeros(like.shape, jnp.int32)
+        return jnp.zeros_like(like)
+
+    def act(self, state, element):
+        if self.what == "act-shape":
+            return state[None] + element
+        return state + element
+
+
+@pytest.mark.parametrize(
+    "what, pattern",
+    [
+        ("combine-shape", r"_Broken.combine\(a, b\) changed the element: .*float64\[4\] instead of float64\[2\]"),
+        ("combine-structure", r"_Broken.combine\(a, b\) changed the element: it returned structure"),
+        ("identity-dtype", r"_Broken.identity\(like\) changed the element: .*int32\[2\] instead of float64\[2\]"),
+        ("act-shape", r"_Broken.act\(state, element\) changed the element: .*float64\[1, 2\]"),
+    ],
+)
+def test_signature_changes_are_type_errors(what, pattern):
+    with pytest.raises(TypeError, match=pattern):
+        scanalg.scan(_Broken(what), jnp.ones((4, 2)), init=jnp.zeros(2))
