@@ -40,9 +40,7 @@ def repeat(element: PyTree, n: int) -> PyTree:
 
 def reshape_blocks(elems: PyTree, num_blocks: int, block_size: int) -> PyTree:
     """Split a sequence of length `num_blocks * block_size` into blocks."""
-    return jax.tree.map(
-        lambda x: x.reshape(num_blocks, block_size, *x.shape[1:]), elems
-    )
+    return jax.tree.map(lambda x: x.reshape(num_blocks, block_size, *x.shape[1:]), elems)
 
 
 def merge_blocks(elems: PyTree) -> PyTree:

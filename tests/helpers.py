@@ -35,5 +35,7 @@ def tree_allclose(x, y, *, rtol=1e-10, atol=1e-10, equal_nan=False) -> bool:
 
 def tree_max_error(x, y) -> float:
     """Largest absolute difference over all leaves."""
-    diffs = jax.tree.map(lambda a, b: jnp.max(jnp.abs(jnp.asarray(a) - jnp.asarray(b)), initial=0), x, y)
+    diffs = jax.tree.map(
+        lambda a, b: jnp.max(jnp.abs(jnp.asarray(a) - jnp.asarray(b)), initial=0), x, y
+    )
     return float(max(jax.tree.leaves(diffs), default=0.0))

@@ -126,7 +126,9 @@ class MatMul(AbstractMonoid):
     def identity(self, like: Float[Array, "n n"]) -> Float[Array, "n n"]:
         return jnp.eye(like.shape[-1], dtype=like.dtype)
 
-    def act(self, state: Float[Array, "*b n"], element: Float[Array, "n n"]) -> Float[Array, "*b n"]:
+    def act(
+        self, state: Float[Array, "*b n"], element: Float[Array, "n n"]
+    ) -> Float[Array, "*b n"]:
         return state @ element
 
 

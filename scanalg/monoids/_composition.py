@@ -25,7 +25,9 @@ class FiniteFunction(AbstractMonoid):
 
     action_direction: ClassVar[ActionDirection] = "reverse"
 
-    def combine(self, earlier: Shaped[Array, " K"], later: Shaped[Array, " K"]) -> Shaped[Array, " K"]:
+    def combine(
+        self, earlier: Shaped[Array, " K"], later: Shaped[Array, " K"]
+    ) -> Shaped[Array, " K"]:
         return earlier[later]
 
     def identity(self, like: Shaped[Array, " K"]) -> Shaped[Array, " K"]:
