@@ -10,4 +10,13 @@ from ._basic import (
     Product as Product,
     Sum as Sum,
 )
+from ._combinators import (
+    AbstractComponentwise as AbstractComponentwise,
+    Dual as Dual,
+    Masked as Masked,
+    Pair as Pair,
+    Segmented as Segmented,
+    Struct as Struct,
+)
 from ._composition import FiniteFunction as FiniteFunction
+from ._diagonal import DiagonalAffine as DiagonalAffine
