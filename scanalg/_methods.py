@@ -8,6 +8,7 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.lax as lax
+import jax.numpy as jnp
 
 from . import _tree
 from ._monoid import AbstractMonoid
@@ -109,23 +110,61 @@ class Sequential(AbstractScanMethod):
 
 
 class Parallel(AbstractScanMethod):
-    r"""The associative scan of Blelloch / `jax.lax.associative_scan`: depth
-    $O(\log T)$, work $O(T)$ combines.
+    r"""A parallel scan of depth $O(\log T)$.
 
-    The reverse scan calls `combine(earlier, later)` in time order (the argument swap
-    that `jax.lax.associative_scan` makes for reverse scans is undone here). The
-    reduction is a balanced tree of depth $\lceil \log_2 T \rceil$, padding with
+    Two algorithms:
+
+    - `"doubling"` (default; Hillis & Steele / Kogge & Stone): $\lceil\log_2 T\rceil$
+      rounds of $y_t \leftarrow y_{t-2^d} \otimes y_t$, written as one loop over the
+      rounds, so compile time does not grow with $T$. Work $O(T \log T)$ combines.
+    - `"associative_scan"`: `jax.lax.associative_scan` (work-efficient, $O(T)$
+      combines, but one unrolled level per power of two, so compile time grows with
+      $\log T$ and is large for big elements).
+
+    Either way the reverse scan calls `combine(earlier, later)` in time order (the
+    argument swap that `jax.lax.associative_scan` makes for reverse scans is undone).
+    The reduction is a balanced tree of depth $\lceil \log_2 T \rceil$, padding with
     the identity at odd levels.
+
+    **Arguments:**
+
+    - `algorithm`: `"doubling"` or `"associative_scan"`.
     """
+
+    algorithm: str = "doubling"
+
+    def __check_init__(self):
+        if self.algorithm not in ("doubling", "associative_scan"):
+            raise ValueError(
+                "Parallel(algorithm=...) must be 'doubling' or 'associative_scan', "
+                f"got {self.algorithm!r}."
+            )
 
     def prefix(self, monoid, elems, reverse):
         batched = jax.vmap(monoid.combine)
-        if reverse:
-            # associative_scan reverses the array and calls fn(later, earlier).
-            fn = lambda a, b: batched(b, a)  # noqa: E731
-        else:
-            fn = batched
-        return lax.associative_scan(fn, elems, reverse=reverse)
+        if self.algorithm == "associative_scan":
+            if reverse:
+                # associative_scan reverses the array and calls fn(later, earlier).
+                fn = lambda a, b: batched(b, a)  # noqa: E731
+            else:
+                fn = batched
+            return lax.associative_scan(fn, elems, reverse=reverse)
+        n = jax.tree.leaves(elems)[0].shape[0]
+        pad = _tree.repeat(monoid.identity(_tree.like_element(elems)), n)
+
+        def round_(d, y):
+            step = jnp.left_shift(1, d)
+            if reverse:  # y_t <- y_t (x) y_{t + 2^d}, identity past the end
+                later = jax.tree.map(
+                    lambda a: lax.dynamic_slice_in_dim(a, step, n), _tree.concat(y, pad)
+                )
+                return batched(y, later)
+            earlier = jax.tree.map(
+                lambda a: lax.dynamic_slice_in_dim(a, n - step, n), _tree.concat(pad, y)
+            )
+            return batched(earlier, y)
+
+        return lax.fori_loop(0, max(1, (n - 1).bit_length()), round_, elems)
 
     def total(self, monoid, elems):
         batched = jax.vmap(monoid.combine)
@@ -251,12 +290,20 @@ class Auto(AbstractScanMethod):
 
 
 def shift(inclusive: PyTree, first: PyTree, reverse: bool) -> PyTree:
-    """Turn an inclusive scan into an exclusive one, starting from `first`."""
-    n = jax.tree.leaves(inclusive)[0].shape[0]
-    one = _tree.stack_one(first)
-    if reverse:
-        return _tree.concat(_tree.time_slice(inclusive, 1, n), one)
-    return _tree.concat(one, _tree.time_slice(inclusive, 0, n - 1))
+    """Turn an inclusive scan into an exclusive one, starting from `first`.
+
+    Written as a same-length `lax.pad` (not slice-and-concatenate) so that a sequence
+    sharded along time keeps its sharding (see `Sharded`).
+    """
+    config = [(-1, 1, 0)] if reverse else [(1, -1, 0)]
+
+    def one(x, f):
+        n = x.shape[0]
+        moved = lax.pad(x, jnp.zeros((), x.dtype), config + [(0, 0, 0)] * (x.ndim - 1))
+        at = lax.broadcasted_iota(jnp.int32, (n,) + (1,) * (x.ndim - 1), 0)
+        return jnp.where(at == (n - 1 if reverse else 0), f, moved)
+
+    return jax.tree.map(one, inclusive, first)
 
 
 METHODS: dict[str, type[AbstractScanMethod]] = {

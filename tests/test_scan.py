@@ -184,11 +184,17 @@ def test_jit_and_vmap(method):
 
     batched = jax.vmap(run)(batch)
     for i in range(4):
-        assert tree_allclose(batched[i], reference("MatMul", 13, False, False, True) if i == 0
-                             else run(batch[i]), rtol=1e-9, atol=1e-9)
+        assert tree_allclose(
+            batched[i],
+            reference("MatMul", 13, False, False, True) if i == 0 else run(batch[i]),
+            rtol=1e-9,
+            atol=1e-9,
+        )
     affine = jax.vmap(lambda e: scanalg.scan(M.Affine(), e, method=method, reverse=True))(
-        (jnp.stack([make_elems("Affine", 9, s)[0] for s in range(3)]),
-         jnp.stack([make_elems("Affine", 9, s)[1] for s in range(3)]))
+        (
+            jnp.stack([make_elems("Affine", 9, s)[0] for s in range(3)]),
+            jnp.stack([make_elems("Affine", 9, s)[1] for s in range(3)]),
+        )
     )
     assert tree_allclose(_at(affine, 0), reference("Affine", 9, True, False, False), rtol=1e-9)
 
@@ -208,8 +214,10 @@ def test_grad_equal_across_methods():
     # ... and against a finite difference of the sequential loop.
     eps = 1e-6
     direction = jnp.asarray(np.random.default_rng(0).normal(size=b.shape))
-    fd = (loss(a, b + eps * direction, init, "sequential")
-          - loss(a, b - eps * direction, init, "sequential")) / (2 * eps)
+    fd = (
+        loss(a, b + eps * direction, init, "sequential")
+        - loss(a, b - eps * direction, init, "sequential")
+    ) / (2 * eps)
     assert np.allclose(fd, jnp.sum(grads[0][1] * direction), rtol=1e-6)
 
 
@@ -303,3 +311,19 @@ class _Broken(scanalg.AbstractMonoid):
 def test_signature_changes_are_type_errors(what, pattern):
     with pytest.raises(TypeError, match=pattern):
         scanalg.scan(_Broken(what), jnp.ones((4, 2)), init=jnp.zeros(2))
+
+
+@pytest.mark.parametrize("name", NON_COMMUTATIVE)
+def test_parallel_associative_scan_algorithm(name):
+    method = scanalg.Parallel(algorithm="associative_scan")
+    for n in (1, 2, 7, 16, 17):
+        for reverse in (False, True):
+            got = scanalg.scan(
+                all_monoids[name], make_elems(name, n), reverse=reverse, method=method
+            )
+            assert tree_allclose(got, reference(name, n, reverse, False, False), rtol=1e-9), n
+
+
+def test_parallel_bad_algorithm():
+    with pytest.raises(ValueError, match="doubling"):
+        scanalg.Parallel(algorithm="blelloch")

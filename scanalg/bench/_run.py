@@ -1,0 +1,169 @@
+"""Timing, crossover detection, and reporting for `python -m scanalg.bench`."""
+
+import json
+import math
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from ._tasks import build
+
+
+def time_entry(fn, args, repeats: int) -> dict:
+    """Compile once (timed separately), warm up, then time `repeats` runs."""
+    jitted = jax.jit(fn)
+    t0 = time.perf_counter()
+    compiled = jitted.lower(*args).compile()
+    compile_s = time.perf_counter() - t0
+    jax.block_until_ready(compiled(*args))  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(compiled(*args))
+        times.append(time.perf_counter() - t0)
+    return {
+        "compile_s": compile_s,
+        "min_s": min(times),
+        "median_s": statistics.median(times),
+        "max_s": max(times),
+    }
+
+
+def device_info() -> dict:
+    dev = jax.devices()[0]
+    return {
+        "backend": jax.default_backend(),
+        "device": getattr(dev, "device_kind", str(dev)),
+        "num_devices": jax.device_count(),
+        "jax": jax.__version__,
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+    }
+
+
+def run(task, lengths, sizes, methods, dtype, repeats, compare, monoid, progress=True):
+    """Time every entry on every (length, size); returns a list of records."""
+    jobs = [(T, K) for K in sizes for T in lengths]
+    records = []
+    bar = None
+    if progress:
+        try:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(jobs), desc=task, unit="problem")
+        except ImportError:
+            bar = None
+    for T, K in jobs:
+        entries = build(task, T, K, dtype, methods, compare, monoid)
+        for name, (fn, args) in entries.items():
+            rec = {"task": task, "T": T, "size": K, "dtype": str(np.dtype(dtype)), "entry": name}
+            rec.update(time_entry(fn, args, repeats))
+            records.append(rec)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    for rec in records:
+        others = [
+            r["median_s"]
+            for r in records
+            if (r["T"], r["size"]) == (rec["T"], rec["size"]) and r["entry"] != rec["entry"]
+        ]
+        rec["speedup_vs_best_other"] = min(others) / rec["median_s"] if others else None
+    return records
+
+
+def crossovers(records) -> list[dict]:
+    """For each pair of entries and size: the length from which `a` stays faster than `b`.
+
+    Interpolated log-linearly between the two grid lengths where the order flips;
+    `None` if `a` is never faster at the longest length, `T_min` if always faster.
+    """
+    out = []
+    sizes = sorted({r["size"] for r in records})
+    names = list(dict.fromkeys(r["entry"] for r in records))
+    for K in sizes:
+        table = {(r["entry"], r["T"]): r["median_s"] for r in records if r["size"] == K}
+        lengths = sorted({r["T"] for r in records if r["size"] == K})
+        for a in names:
+            for b in names:
+                if a == b:
+                    continue
+                ratio = [math.log(table[(a, T)] / table[(b, T)]) for T in lengths]
+                if ratio[-1] >= 0:
+                    at = None
+                elif all(x < 0 for x in ratio):
+                    at = lengths[0]
+                else:
+                    i = max(i for i, x in enumerate(ratio) if x >= 0)
+                    la, lb = math.log(lengths[i]), math.log(lengths[i + 1])
+                    frac = ratio[i] / (ratio[i] - ratio[i + 1])
+                    at = round(math.exp(la + frac * (lb - la)))
+                out.append({"size": K, "faster": a, "than": b, "from_T": at})
+    return out
+
+
+def format_table(records) -> str:
+    head = (
+        f"{'T':>9} {'size':>5} {'entry':<18} {'compile s':>10} {'min ms':>10} "
+        f"{'median ms':>10} {'max ms':>10} {'vs best other':>14}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in records:
+        sp = r["speedup_vs_best_other"]
+        lines.append(
+            f"{r['T']:>9} {r['size']:>5} {r['entry']:<18} {r['compile_s']:>10.3f} "
+            f"{1e3 * r['min_s']:>10.3f} {1e3 * r['median_s']:>10.3f} {1e3 * r['max_s']:>10.3f} "
+            f"{(f'{sp:.2f}x' if sp else '-'):>14}"
+        )
+    return "\n".join(lines)
+
+
+def format_crossovers(cross) -> str:
+    lines = []
+    for c in cross:
+        if c["from_T"] is None:
+            continue
+        lines.append(
+            f"size {c['size']}: {c['faster']} is faster than {c['than']} from T ~ {c['from_T']}"
+        )
+    return "\n".join(lines) or "(no entry overtakes another in this range)"
+
+
+def save(records, cross, out: Path, task: str, plot: bool = True) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    stem = task if task != "monoid" else f"monoid-{records[0].get('monoid', '')}".rstrip("-")
+    path = out / f"{stem}.json"
+    path.write_text(
+        json.dumps({"device": device_info(), "records": records, "crossovers": cross}, indent=1)
+    )
+    paths = [path]
+    if plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        sizes = sorted({r["size"] for r in records})
+        fig, axes = plt.subplots(1, len(sizes), figsize=(5 * len(sizes), 4), squeeze=False)
+        for ax, K in zip(axes[0], sizes):
+            for name in dict.fromkeys(r["entry"] for r in records):
+                rs = sorted(
+                    (r for r in records if r["entry"] == name and r["size"] == K),
+                    key=lambda r: r["T"],
+                )
+                ax.loglog([r["T"] for r in rs], [r["median_s"] for r in rs], "o-", label=name)
+            ax.set(title=f"{task}, size {K}", xlabel="sequence length T", ylabel="median time (s)")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize="small")
+        fig.suptitle(f"{device_info()['device']} ({device_info()['backend']})")
+        fig.tight_layout()
+        png = out / f"{stem}.png"
+        fig.savefig(png, dpi=100)
+        plt.close(fig)
+        paths.append(png)
+    return paths
