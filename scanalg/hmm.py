@@ -34,9 +34,9 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray, Scalar
 from ._methods import AbstractScanMethod, Parallel
 from ._scan import reduce, scan
 from .monoids._basic import Sum
+from .monoids._combinators import Dual
 from .monoids._composition import FiniteFunction
 from .monoids._hmm import (
-    HMMBackward,
     HMMForward,
     LogMatrix,
     MaxPlus,
@@ -48,9 +48,10 @@ from .monoids._hmm import (
     support_max,
 )
 
-_Transitions = Float[Array, "num_states num_states"] | Float[
-    Array, "num_timesteps_minus_1 num_states num_states"
-]
+_Transitions = (
+    Float[Array, "num_states num_states"]
+    | Float[Array, "num_timesteps_minus_1 num_states num_states"]
+)
 
 
 class HMMPosteriorFiltered(NamedTuple):
@@ -173,11 +174,23 @@ def _steps(a: Array, time_varying: bool, num: int) -> Array:
     return a if time_varying else jnp.broadcast_to(a, (num, *a.shape))
 
 
+def _lifted_scan(monoid, lift, raw, **kwargs):
+    """`scan(monoid, elements, **kwargs)` with `elements = vmap(lift)(raw)`.
+
+    For a fixed transition matrix the raw inputs are just the log-likelihoods and
+    `lift` adds the matrix; this is the one place to hand `raw` to an executor that
+    lifts lazily (so the sequential loop reads $K$ numbers per step, not $K^2$).
+    """
+    return scan(monoid, jax.vmap(lift)(raw), **kwargs)
+
+
 def _forward(pi, a, ll, time_varying, method):
     """Forward filter: `(marginal_loglik, filtered_probs, predicted_probs)`."""
-    t = ll.shape[0]
-    elems = ScaledMatrix(_steps(a, time_varying, t - 1), ll[:-1])
-    later = scan(HMMForward(), elems, init=pi, method=method)
+    if time_varying:
+        monoid, raw = HMMForward(), ScaledMatrix(a, ll[:-1])
+    else:
+        monoid, raw = HMMForward(a), ll[:-1]
+    later = _lifted_scan(monoid, monoid.lift, raw, init=pi, method=method)
     predicted = jnp.concatenate([pi[None], later], axis=0)
     # Condition on y_t: q_t = pred_t * exp(l_t - m_t); the per-step normaliser is the
     # mass that moves on, q_t . rowsum(A_t) (rowsum is 1 for a stochastic matrix; keeping
@@ -188,7 +201,7 @@ def _forward(pi, a, ll, time_varying, method):
     row_sums = jnp.sum(a, axis=-1)
     moved = jnp.concatenate(
         [
-            weights[:-1] @ row_sums if not time_varying else jnp.sum(weights[:-1] * row_sums, -1),
+            jnp.sum(weights[:-1] * row_sums, axis=-1),
             jnp.sum(weights[-1:], axis=-1),
         ]
     )
@@ -199,11 +212,14 @@ def _forward(pi, a, ll, time_varying, method):
 
 def _backward(a, ll, time_varying, method):
     r"""Normalised backward messages $\beta_t \propto p(y_{t+1:T} \mid z_t)$, `(T, K)`."""
-    t, k = ll.shape
-    a_t = jnp.swapaxes(_steps(a, time_varying, t - 1), -1, -2)
+    k = ll.shape[1]
+    a_t = jnp.swapaxes(a, -1, -2)
+    if time_varying:
+        forward, raw = HMMForward(), ScaledMatrix(a_t, ll[1:])
+    else:
+        forward, raw = HMMForward(a_t), ll[1:]
     last = jnp.full((k,), 1 / k, ll.dtype)
-    earlier = scan(HMMBackward(), ScaledMatrix(a_t, ll[1:]), init=last, reverse=True,
-                   method=method)
+    earlier = _lifted_scan(Dual(forward), forward.lift, raw, init=last, reverse=True, method=method)
     return jnp.concatenate([earlier, last[None]], axis=0)
 
 
@@ -299,7 +315,7 @@ def hmm_smoother(
     r"""Forward-backward smoothing: $p(z_t \mid y_{1:T})$ and expected transitions.
 
     Two independent scans: the forward filter, and a reverse scan of
-    `scanalg.monoids.HMMBackward` for the backward messages
+    `Dual(HMMForward())` on the transposed steps for the backward messages
     $\beta_t \propto p(y_{t+1:T} \mid z_t)$. Then
     $p(z_t \mid y_{1:T}) \propto p(z_t \mid y_{1:t})\,\beta_t$ and
 
@@ -400,11 +416,11 @@ def hmm_posterior_mode(
     The integer path, shape `(T,)`.
     """
     pi, a, ll, tv = _validate(initial_probs, transition_matrix, log_likelihoods)
-    t = ll.shape[0]
     log_a = safe_log(a)
-    elems = LogMatrix(_steps(log_a, tv, t - 1), ll[:-1])
+    monoid, raw = (MaxPlus(), LogMatrix(log_a, ll[:-1])) if tv else (MaxPlus(log_a), ll[:-1])
     log_pi = safe_log(pi)
-    later = scan(MaxPlus(), elems, init=log_pi - finite_or_zero(jnp.max(log_pi)), method=method)
+    init = log_pi - finite_or_zero(jnp.max(log_pi))
+    later = _lifted_scan(monoid, monoid.lift, raw, init=init, method=method)
     scores = jnp.concatenate([log_pi[None], later], axis=0) + ll
     pointers = jnp.argmax(scores[:-1, :, None] + log_a, axis=-2).astype(jnp.int32)
     last = jnp.argmax(scores[-1]).astype(jnp.int32)

@@ -147,46 +147,38 @@ class HMMForward(AbstractMonoid):
     The *forward action* on a probability vector (the predicted distribution) is one
     filtering step, $O(K^2)$:
 
-    $$p \cdot (M, r) = \frac{p \operatorname{diag}(e^r) M}{\lVert p \operatorname{diag}(e^r) M\rVert_1},$$
+    $$p \cdot (M, r) = \frac{p\, \operatorname{diag}(e^r) M}
+      {\lVert p\, \operatorname{diag}(e^r) M\rVert_1},$$
 
-    so a forward scan with `init` $= \pi$ returns
-    $p(z_{t+1} \mid y_{1:t})$. The zero vector (after an impossible observation) is
-    left zero.
+    so a forward scan with `init` $= \pi$ returns $p(z_{t+1} \mid y_{1:t})$. The zero
+    vector (after an impossible observation) stays zero.
+
+    **Backward messages** use the same monoid: `scanalg.monoids.Dual(HMMForward())` on
+    the transposed steps $(A_t^\top, \ell_{t+1})$ is the product
+    $B_a B_b$ of $B_t = A_t \operatorname{diag}(p(y_{t+1} \mid z_{t+1}))$, and its
+    (reverse) action $\beta \mapsto B_t \beta$ gives
+    $\beta_t \propto p(y_{t+1:T} \mid z_t)$.
+
+    **Arguments:**
+
+    - `transition_matrix`: optional fixed $K\times K$ matrix $A$. Then `lift` turns
+      a log-likelihood vector $\ell_t$ into the step $(A, \ell_t)$, so a sequence of
+      steps needs only the $T\times K$ log-likelihoods.
     """
+
+    transition_matrix: Float[Array, "K K"] | None = None
 
     action_direction: ClassVar[ActionDirection] = "forward"
 
+    def lift(self, x: Float[Array, " K"] | ScaledMatrix) -> ScaledMatrix:
+        """One step as an element: `(transition_matrix, x)`, or `x` itself when no
+        fixed matrix is set (then `x` is a `ScaledMatrix` already)."""
+        if self.transition_matrix is None:
+            return x
+        return ScaledMatrix(self.transition_matrix, x)
+
     def combine(self, earlier: ScaledMatrix, later: ScaledMatrix) -> ScaledMatrix:
         return _scaled_matmul(earlier, later)
-
-    def identity(self, like: ScaledMatrix) -> ScaledMatrix:
-        return _scaled_identity(like)
-
-    def act(self, state: Float[Array, " K"], element: ScaledMatrix) -> Float[Array, " K"]:
-        return _scaled_act(state, element)
-
-
-class HMMBackward(AbstractMonoid):
-    r"""The backward-message monoid of a hidden Markov model: `HMMForward`, transposed.
-
-    An element `ScaledMatrix(M, r)` stands for the *transpose*
-    $B = M^\top \operatorname{diag}(e^{r})$. One backward step "condition on
-    $y_{t+1}$, then move back" is $(A_t^\top, \ell_{t+1})$:
-
-    $$B_t = A_t \operatorname{diag}\big(p(y_{t+1} \mid z_{t+1})\big), \qquad
-      \beta_t = B_t \beta_{t+1}.$$
-
-    The product is the matrix product in time order, $B_a B_b$, which is the
-    `HMMForward` product of the transposes in the opposite order (this is the
-    *opposite monoid*). The action is on column vectors, $\beta \cdot B = B\beta$
-    normalised, a *reverse* action: a reverse scan with `init` $\mathbf{1}/K$ returns
-    the normalised backward messages $\beta_t \propto p(y_{t+1:T} \mid z_t)$.
-    """
-
-    action_direction: ClassVar[ActionDirection] = "reverse"
-
-    def combine(self, earlier: ScaledMatrix, later: ScaledMatrix) -> ScaledMatrix:
-        return _scaled_matmul(later, earlier)
 
     def identity(self, like: ScaledMatrix) -> ScaledMatrix:
         return _scaled_identity(like)
@@ -224,9 +216,23 @@ class MaxPlus(AbstractMonoid):
     $$(\delta \cdot (W, r))_j = \max_i \big(\delta_i + r_i + W_{ij}\big) - c,$$
 
     with $c$ making the maximum $0$.
+
+    **Arguments:**
+
+    - `log_transition_matrix`: optional fixed $K\times K$ matrix $\log A$. Then `lift`
+      turns a log-likelihood vector $\ell_t$ into the step $(\log A, \ell_t)$.
     """
 
+    log_transition_matrix: Float[Array, "K K"] | None = None
+
     action_direction: ClassVar[ActionDirection] = "forward"
+
+    def lift(self, x: Float[Array, " K"] | LogMatrix) -> LogMatrix:
+        """One step as an element: `(log_transition_matrix, x)`, or `x` itself when no
+        fixed matrix is set."""
+        if self.log_transition_matrix is None:
+            return x
+        return LogMatrix(self.log_transition_matrix, x)
 
     def combine(self, earlier: LogMatrix, later: LogMatrix) -> LogMatrix:
         wa, ra = earlier
