@@ -14,7 +14,7 @@ is unused). The emission covariance is a full matrix `(k, k)` or its diagonal
 `(k,)`, fixed or time-varying. A row of `emissions` that is all NaN is missing.
 
 `lgssm_filter`, `lgssm_smoother` and `lgssm_posterior_sample` build the elements
-of `scanalg.monoids.KalmanFilter`, `RTSSmoother` and `ReverseAffine`, call
+of `scanalg.monoids.KalmanFilter`, `RTSSmoother` and `Dual(Affine())`, call
 `scanalg.scan` with the `method` given, and read the results out; every method
 returns the same answer up to float rounding.
 """
@@ -29,11 +29,11 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from ._methods import AbstractScanMethod
 from ._scan import scan
+from .monoids._basic import Affine
+from .monoids._combinators import Dual
 from .monoids._gaussian import (
-    FilterElement,
     FilterState,
     KalmanFilter,
-    ReverseAffine,
     RTSSmoother,
     SmootherElement,
     SmootherState,
@@ -517,8 +517,9 @@ def lgssm_posterior_sample(
 
     $$z_t = E_t z_{t+1} + g_t + L_t^{1/2} \varepsilon_t,$$
 
-    a reverse scan of `scanalg.monoids.ReverseAffine`. All noise is drawn up front,
-    so the same `key` gives the same sample for every method (up to rounding).
+    a reverse scan of `Dual(Affine())` (affine maps composed backwards). All noise is
+    drawn up front, so the same `key` gives the same sample for every method (up to
+    rounding).
 
     **Arguments:**
 
@@ -543,7 +544,7 @@ def lgssm_posterior_sample(
         eps = jax.random.normal(k, (T, n), filt.mean.dtype)
         h = elems.g + jnp.einsum("tij,tj->ti", roots, eps)
         init = jnp.zeros((n,), h.dtype)
-        return scan(ReverseAffine(), (elems.E, h), init=init, reverse=True, method=method)
+        return scan(Dual(Affine()), (elems.E, h), init=init, reverse=True, method=method)
 
     if num_samples is None:
         return one(key)

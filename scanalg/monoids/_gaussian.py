@@ -7,11 +7,13 @@ $$z_0 \sim \mathcal{N}(m_0, P_0), \qquad
   z_t \mid z_{t-1} \sim \mathcal{N}(F_t z_{t-1} + c_t,\; Q_t), \qquad
   y_t \mid z_t \sim \mathcal{N}(H_t z_t + r_t,\; R_t).$$
 
-Three monoids run its inference on any scan method:
+Two monoids run its inference on any scan method:
 
 - `KalmanFilter`: the filtering elements $(A, b, C, \eta, J, \ell)$, forward.
 - `RTSSmoother`: the smoothing elements $(E, g, L)$, a reverse scan.
-- `ReverseAffine`: backward composition of affine maps, for posterior sampling.
+
+Posterior sampling is a reverse scan of `Dual(Affine())`: the affine maps
+$z_{t+1} \mapsto E_t z_{t+1} + h_t$ composed backwards in time.
 
 The element builders `kalman_filter_elements` and `rts_smoother_elements` turn
 per-step model quantities into elements; `scanalg.lgssm` uses them.
@@ -27,6 +29,7 @@ from jaxtyping import Array, Bool, Float
 
 from .._monoid import AbstractMonoid, ActionDirection
 from ._basic import Affine
+from ._combinators import Dual
 
 
 def symmetrize(x: Float[Array, "*b n n"]) -> Float[Array, "*b n n"]:
@@ -75,27 +78,69 @@ class FilterState(eqx.Module):
     loglik: Float[Array, "*T"]
 
 
+# Small dense linear algebra. State dimensions are usually tiny (2-8): there a
+# matrix product written as a broadcast multiply-and-sum, and an inverse by
+# unrolled Gauss-Jordan elimination, fuse into a few XLA kernels, where BLAS and
+# LAPACK calls would each cost a kernel launch inside every scan step (about 3x
+# slower per Kalman step on CPU). Larger matrices use BLAS / LAPACK.
+_SMALL = 8
+
+
+def _mm(a: Float[Array, "n m"], b: Float[Array, "m ..."]) -> Float[Array, "n ..."]:
+    """`a @ b` for a matrix `a` and a matrix or vector `b`."""
+    if max(a.shape) > _SMALL:
+        return a @ b
+    if b.ndim == 1:
+        return jnp.sum(a * b[None, :], axis=1)
+    return jnp.sum(a[:, :, None] * b[None, :, :], axis=1)
+
+
+def _inv_logdet(M: Float[Array, "n n"]) -> tuple[Float[Array, "n n"], Float[Array, ""]]:
+    r"""$M^{-1}$ and $\log\lvert\det M\rvert$ (partial pivoting)."""
+    n = M.shape[-1]
+    if n > _SMALL:
+        lu, _, perm = jax.lax.linalg.lu(M)
+        eye = _eye_like(M)
+        inv = jax.lax.linalg.triangular_solve(
+            lu, eye[perm], left_side=True, lower=True, unit_diagonal=True
+        )
+        inv = jax.lax.linalg.triangular_solve(lu, inv, left_side=True, lower=False)
+        return inv, jnp.sum(jnp.log(jnp.abs(jnp.diagonal(lu))))
+    # Gauss-Jordan on [M | I], unrolled over the n pivots.
+    aug = jnp.concatenate([M, _eye_like(M)], axis=1)
+    rows = jnp.arange(n)
+    logdet = jnp.zeros((), M.dtype)
+    for k in range(n):
+        piv = jnp.argmax(jnp.where(rows >= k, jnp.abs(aug[:, k]), -1))
+        aug = aug[jnp.where(rows == k, piv, jnp.where(rows == piv, k, rows))]
+        pivot_row = aug[k] / aug[k, k]
+        logdet = logdet + jnp.log(jnp.abs(aug[k, k]))
+        factors = jnp.where(rows == k, 0, aug[:, k])
+        aug = aug - factors[:, None] * pivot_row[None, :]
+        aug = jnp.where((rows == k)[:, None], pivot_row[None, :], aug)
+    return aug[:, n:], logdet
+
+
 def _absorb(
     b: Float[Array, " n"], C: Float[Array, "n n"], eta: Float[Array, " n"], J: Float[Array, "n n"]
 ):
-    r"""Condition $\mathcal{N}(x \mid b, C)$ on the potential $\exp(\eta^\top x - \tfrac12 x^\top J x)$.
+    r"""Condition $\mathcal{N}(x \mid b, C)$ on the potential
+    $\exp(\eta^\top x - \tfrac12 x^\top J x)$.
 
     With $M = I + C J$ (invertible: its eigenvalues are those of
-    $I + C^{1/2} J C^{1/2} \succeq I$), returns the LU factors of $M$, the
-    conditioned mean $v = M^{-1}(b + C\eta)$ and the log of the normaliser
+    $I + C^{1/2} J C^{1/2} \succeq I$), returns $M^{-1}$, the conditioned mean
+    $v = M^{-1}(b + C\eta)$ and the log of the normaliser
 
     $$\log \int \mathcal{N}(x \mid b, C)\, e^{\eta^\top x - \frac12 x^\top J x}\,dx
       = -\tfrac12 \log\det M + \tfrac12 \eta^\top v + \tfrac12 (\eta - J b)^\top M^{-1} b,$$
 
     none of which needs $C^{-1}$ (so $C$ may be singular, as in the identity).
     """
-    M = _eye_like(C) + C @ J
-    lu = jsl.lu_factor(M)
-    uv = jsl.lu_solve(lu, jnp.stack([b, b + C @ eta], axis=-1))
-    u, v = uv[:, 0], uv[:, 1]
-    logdet = jnp.sum(jnp.log(jnp.abs(jnp.diagonal(lu[0]))))
-    lognorm = -0.5 * logdet + 0.5 * (eta @ v) + 0.5 * ((eta - J @ b) @ u)
-    return lu, v, lognorm
+    M_inv, logdet = _inv_logdet(_eye_like(C) + _mm(C, J))
+    u = _mm(M_inv, b)
+    v = u + _mm(M_inv, _mm(C, eta))
+    lognorm = -0.5 * logdet + 0.5 * (eta @ v) + 0.5 * ((eta - _mm(J, b)) @ u)
+    return M_inv, v, lognorm
 
 
 class KalmanFilter(AbstractMonoid):
@@ -116,28 +161,27 @@ class KalmanFilter(AbstractMonoid):
 
     where $\lambda$ is the log-normaliser of conditioning
     $\mathcal{N}(b_1, C_1)$ on the potential $(\eta_2, J_2)$ (see the source). The
-    identity is $(I, 0, 0, 0, 0, 0)$. One LU factorisation of $M$ per product.
+    identity is $(I, 0, 0, 0, 0, 0)$. One inversion of $M$ per product.
 
     The forward action on a `FilterState` $(m, P, \ell)$ is the product with the
-    prefix element $(0, m, P, 0, 0, \ell)$: one Kalman step, an $n\times n$ LU and
-    three $n\times n$ products.
+    prefix element $(0, m, P, 0, 0, \ell)$: one Kalman step, an $n\times n$ inverse and
+    a few $n\times n$ products.
     """
 
     action_direction: ClassVar[ActionDirection] = "forward"
 
     def combine(self, earlier: FilterElement, later: FilterElement) -> FilterElement:
-        e, l = earlier, later
-        lu, v, lognorm = _absorb(e.b, e.C, l.eta, l.J)
-        # X = A_2 M^{-1}   (M^T X^T = A_2^T);   Y = M^{-1} A_1.
-        X = jsl.lu_solve(lu, l.A.T, trans=1).T
-        Y = jsl.lu_solve(lu, e.A)
+        e, la = earlier, later
+        M_inv, v, lognorm = _absorb(e.b, e.C, la.eta, la.J)
+        X = _mm(la.A, M_inv)  # A_2 M^{-1}
+        Y = _mm(M_inv, e.A)  # M^{-1} A_1
         return FilterElement(
-            A=X @ e.A,
-            b=l.A @ v + l.b,
-            C=symmetrize(X @ e.C @ l.A.T) + l.C,
-            eta=Y.T @ (l.eta - l.J @ e.b) + e.eta,
-            J=symmetrize(Y.T @ l.J @ e.A) + e.J,
-            loglik=e.loglik + l.loglik + lognorm,
+            A=_mm(X, e.A),
+            b=_mm(la.A, v) + la.b,
+            C=symmetrize(_mm(_mm(X, e.C), la.A.T)) + la.C,
+            eta=_mm(Y.T, la.eta - _mm(la.J, e.b)) + e.eta,
+            J=symmetrize(_mm(_mm(Y.T, la.J), e.A)) + e.J,
+            loglik=e.loglik + la.loglik + lognorm,
         )
 
     def identity(self, like: FilterElement) -> FilterElement:
@@ -151,11 +195,11 @@ class KalmanFilter(AbstractMonoid):
         )
 
     def act(self, state: FilterState, element: FilterElement) -> FilterState:
-        lu, v, lognorm = _absorb(state.mean, state.cov, element.eta, element.J)
-        X = jsl.lu_solve(lu, element.A.T, trans=1).T
+        M_inv, v, lognorm = _absorb(state.mean, state.cov, element.eta, element.J)
+        X = _mm(element.A, M_inv)
         return FilterState(
-            mean=element.A @ v + element.b,
-            cov=symmetrize(X @ state.cov @ element.A.T) + element.C,
+            mean=_mm(element.A, v) + element.b,
+            cov=symmetrize(_mm(_mm(X, state.cov), element.A.T)) + element.C,
             loglik=state.loglik + element.loglik + lognorm,
         )
 
@@ -273,8 +317,8 @@ class RTSSmoother(AbstractMonoid):
     action_direction: ClassVar[ActionDirection] = "reverse"
 
     def combine(self, earlier: SmootherElement, later: SmootherElement) -> SmootherElement:
-        E, g = _reverse_compose((earlier.E, earlier.g), (later.E, later.g))
-        L = symmetrize(earlier.E @ later.L @ earlier.E.T) + earlier.L
+        E, g = Dual(Affine()).combine((earlier.E, earlier.g), (later.E, later.g))
+        L = symmetrize(_mm(_mm(earlier.E, later.L), earlier.E.T)) + earlier.L
         return SmootherElement(E=E, g=g, L=L)
 
     def identity(self, like: SmootherElement) -> SmootherElement:
@@ -284,8 +328,8 @@ class RTSSmoother(AbstractMonoid):
 
     def act(self, state: SmootherState, element: SmootherElement) -> SmootherState:
         return SmootherState(
-            mean=element.E @ state.mean + element.g,
-            cov=symmetrize(element.E @ state.cov @ element.E.T) + element.L,
+            mean=_mm(element.E, state.mean) + element.g,
+            cov=symmetrize(_mm(_mm(element.E, state.cov), element.E.T)) + element.L,
         )
 
 
@@ -313,43 +357,3 @@ def rts_smoother_elements(
     I_GF = _eye_like(cov) - G @ F
     L = symmetrize(I_GF @ cov @ I_GF.T + G @ Q @ G.T)
     return SmootherElement(E=G, g=mean - G @ (F @ mean + c), L=L)
-
-
-# ---------------------------------------------------------------------------
-# Sampling
-# ---------------------------------------------------------------------------
-
-
-def _reverse_compose(earlier, later):
-    # Backward composition "earlier after later" is Affine's forward composition
-    # with the arguments exchanged.
-    return Affine().combine(later, earlier)
-
-
-class ReverseAffine(AbstractMonoid):
-    r"""Affine maps $x \mapsto E x + h$ composed backwards in time.
-
-    The dual of `scanalg.monoids.Affine`: the *later* map is applied first,
-
-    $$(E_1, h_1) \otimes (E_2, h_2) = (E_1 E_2,\; E_1 h_2 + h_1),$$
-
-    identity $(I, 0)$, and a reverse action $x \cdot (E, h) = E x + h$. A reverse
-    scan with an initial state solves the backward recurrence
-    $x_t = E_t x_{t+1} + h_t$ — backward sampling of a Gaussian chain with
-    $h_t = g_t + L_t^{1/2} \varepsilon_t$.
-    """
-
-    action_direction: ClassVar[ActionDirection] = "reverse"
-
-    def combine(
-        self,
-        earlier: tuple[Float[Array, "n n"], Float[Array, "*s n"]],
-        later: tuple[Float[Array, "n n"], Float[Array, "*s n"]],
-    ) -> tuple[Float[Array, "n n"], Float[Array, "*s n"]]:
-        return _reverse_compose(earlier, later)
-
-    def identity(self, like):
-        return Affine().identity(like)
-
-    def act(self, state: Float[Array, " n"], element) -> Float[Array, " n"]:
-        return Affine().act(state, element)
