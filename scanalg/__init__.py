@@ -10,3 +10,17 @@ from ._methods import (
 )
 from ._monoid import AbstractMonoid as AbstractMonoid
 from ._scan import reduce as reduce, scan as scan
+
+# isort: split
+from . import laws as laws
+from ._laws import (
+    Law as Law,
+    LawViolation as LawViolation,
+    action_compatibility as action_compatibility,
+    action_identity as action_identity,
+    associativity as associativity,
+    check_laws as check_laws,
+    left_identity as left_identity,
+    right_identity as right_identity,
+    scan_agrees_with_fold as scan_agrees_with_fold,
+)

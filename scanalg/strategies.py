@@ -1,0 +1,341 @@
+r"""Hypothesis strategies for the elements and states of the built-in monoids.
+
+Use them with `scanalg.check_laws`, or build strategies for your own monoids from
+them. Every strategy draws NumPy arrays of one fixed shape and dtype, with values in
+ranges where floating-point tolerances are meaningful (e.g. matrices of spectral
+norm at most one, so long products neither explode nor lose all precision).
+
+Valid elements that are hard to draw directly are built *operationally*, as
+products of simple base elements (`products`): a matrix of bounded norm and
+condition is a product of rotations, permutations and bounded diagonal scalings,
+just as a stochastic matrix is a product of simple stochastic ones.
+
+This module needs Hypothesis (in the `test` extra); `import scanalg` does not
+import it.
+
+| monoid | elements | states (for `act`) |
+|---|---|---|
+| `Sum` | `sum_elements` | `sum_elements` |
+| `Product` | `product_elements` | `product_elements` |
+| `Max` | `max_elements` | `max_elements` |
+| `Min` | `min_elements` | `min_elements` |
+| `LogAddExp` | `logaddexp_elements` | `logaddexp_elements` |
+| `MatMul` | `matmul_elements` | `matmul_states` |
+| `Affine` | `affine_elements` | `affine_states` |
+| `FiniteFunction` | `finite_functions` | `finite_function_states` |
+"""
+
+import functools
+import math
+from collections.abc import Callable
+from typing import Any
+
+import hypothesis.extra.numpy as hnp
+import hypothesis.strategies as st
+import jax
+import numpy as np
+
+PyTree = Any
+Shape = int | tuple[int, ...]
+
+__all__ = [
+    "affine_elements",
+    "affine_states",
+    "arrays",
+    "diagonal_matrices",
+    "finite_function_states",
+    "finite_functions",
+    "givens_rotations",
+    "logaddexp_elements",
+    "matmul_elements",
+    "matmul_states",
+    "max_elements",
+    "min_elements",
+    "permutation_matrices",
+    "product_elements",
+    "products",
+    "sequences",
+    "sum_elements",
+]
+
+
+def _shape(shape: Shape) -> tuple[int, ...]:
+    return (shape,) if isinstance(shape, int) else tuple(shape)
+
+
+def _scalars(dtype: np.dtype, min_value, max_value, allow_infinity: bool) -> st.SearchStrategy:
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        lo = info.min if min_value is None else max(int(math.ceil(min_value)), info.min)
+        hi = info.max if max_value is None else min(int(math.floor(max_value)), info.max)
+        return st.integers(lo, hi)
+    if np.issubdtype(dtype, np.floating):
+        return hnp.from_dtype(
+            dtype,
+            min_value=min_value,
+            max_value=max_value,
+            allow_nan=False,
+            allow_infinity=allow_infinity,
+            allow_subnormal=False,
+        )
+    if dtype == np.bool_:
+        return st.booleans()
+    raise TypeError(f"No strategy for dtype {dtype}; use an integer, floating or bool dtype.")
+
+
+def arrays(
+    shape: Shape = (),
+    dtype: Any = np.float64,
+    *,
+    min_value: float | None = None,
+    max_value: float | None = None,
+    allow_infinity: bool = False,
+    extra: st.SearchStrategy | None = None,
+) -> st.SearchStrategy[np.ndarray]:
+    """Arrays of a fixed shape and dtype with values in `[min_value, max_value]`.
+
+    **Arguments:**
+
+    - `shape`, `dtype`: of the arrays (integer, floating or bool dtypes).
+    - `min_value`, `max_value`: bounds of the values (`None`: unbounded).
+    - `allow_infinity`: allow $\\pm\\infty$ (floating dtypes, no bounds).
+    - `extra`: a strategy for further special values to mix in (e.g. `st.just(-inf)`).
+
+    **Returns:**
+
+    A strategy of `np.ndarray`. NaN and subnormal numbers are never drawn.
+    """
+    dtype = np.dtype(dtype)
+    values = _scalars(dtype, min_value, max_value, allow_infinity)
+    if extra is not None:
+        values = st.one_of(values, extra)
+    return hnp.arrays(dtype, _shape(shape), elements=values)
+
+
+def sum_elements(
+    shape: Shape = (), dtype: Any = np.float64, *, bound: float = 10.0
+) -> st.SearchStrategy[np.ndarray]:
+    """Elements (and states) of `Sum`: arrays with values in `[-bound, bound]`."""
+    return arrays(shape, dtype, min_value=-bound, max_value=bound)
+
+
+def product_elements(
+    shape: Shape = (), dtype: Any = np.float64, *, bound: float = 2.0
+) -> st.SearchStrategy[np.ndarray]:
+    """Elements (and states) of `Product`: arrays with values in `[-bound, bound]`."""
+    return arrays(shape, dtype, min_value=-bound, max_value=bound)
+
+
+def max_elements(
+    shape: Shape = (), dtype: Any = np.float64, *, allow_infinity: bool = True
+) -> st.SearchStrategy[np.ndarray]:
+    """Elements (and states) of `Max`: any values, including $\\pm\\infty$.
+
+    `Max` is exact, so no range needs to be excluded.
+    """
+    return arrays(shape, dtype, allow_infinity=allow_infinity)
+
+
+def min_elements(
+    shape: Shape = (), dtype: Any = np.float64, *, allow_infinity: bool = True
+) -> st.SearchStrategy[np.ndarray]:
+    """Elements (and states) of `Min`: any values, including $\\pm\\infty$."""
+    return arrays(shape, dtype, allow_infinity=allow_infinity)
+
+
+def logaddexp_elements(
+    shape: Shape = (),
+    dtype: Any = np.float64,
+    *,
+    bound: float = 30.0,
+    allow_neg_infinity: bool = True,
+) -> st.SearchStrategy[np.ndarray]:
+    r"""Elements (and states) of `LogAddExp`: log-weights in `[-bound, bound]`, and
+    $-\infty$ (weight zero) when `allow_neg_infinity`."""
+    extra = st.just(-np.inf) if allow_neg_infinity else None
+    return arrays(shape, dtype, min_value=-bound, max_value=bound, extra=extra)
+
+
+# ------------------------------------------------------------ operational generation
+
+
+def products(
+    combine: Callable[[PyTree, PyTree], PyTree],
+    base: st.SearchStrategy,
+    *,
+    min_factors: int = 1,
+    max_factors: int = 4,
+) -> st.SearchStrategy:
+    r"""Elements built as products $b_1 \otimes \cdots \otimes b_k$ of base elements.
+
+    Valid elements that are hard to draw directly (well-conditioned matrices,
+    stochastic matrices, covariances) are easy to build from simple ones that are
+    valid by construction, as long as the product preserves validity. Hypothesis
+    shrinks towards fewer and simpler factors.
+
+    **Arguments:**
+
+    - `combine`: a function of two elements, e.g. `np.matmul` or a monoid's `combine`
+      (whose results are converted to NumPy).
+    - `base`: a strategy for the base elements.
+    - `min_factors`, `max_factors`: the range of $k$.
+
+    **Returns:**
+
+    A strategy of products of $k$ base elements.
+    """
+    if not 1 <= min_factors <= max_factors:
+        raise ValueError(f"Need 1 <= min_factors <= max_factors, got {min_factors}, {max_factors}.")
+
+    def multiply(factors):
+        return jax.tree.map(np.asarray, functools.reduce(combine, factors))
+
+    return st.lists(base, min_size=min_factors, max_size=max_factors).map(multiply)
+
+
+def givens_rotations(n: int, dtype: Any = np.float64) -> st.SearchStrategy[np.ndarray]:
+    r"""Rotations by an angle $\theta \in [-\pi, \pi]$ in a coordinate plane of
+    $\mathbb{R}^n$ (orthogonal $n\times n$ matrices)."""
+    dtype = np.dtype(dtype)
+    if n < 2:
+        return st.just(np.eye(n, dtype=dtype))
+
+    @st.composite
+    def draw(draw):
+        i = draw(st.integers(0, n - 2))
+        j = draw(st.integers(i + 1, n - 1))
+        theta = draw(st.floats(-math.pi, math.pi))
+        out = np.eye(n)
+        c, s = math.cos(theta), math.sin(theta)
+        out[i, i] = out[j, j] = c
+        out[i, j], out[j, i] = -s, s
+        return out.astype(dtype)
+
+    return draw()
+
+
+def diagonal_matrices(
+    n: int, dtype: Any = np.float64, *, min_abs: float = 0.0, max_abs: float = 1.0
+) -> st.SearchStrategy[np.ndarray]:
+    """Diagonal $n\\times n$ matrices with entries of magnitude in `[min_abs, max_abs]`
+    and either sign."""
+    dtype = np.dtype(dtype)
+    magnitude = st.floats(min_abs, max_abs, allow_subnormal=False)
+    entry = st.tuples(st.booleans(), magnitude).map(lambda p: -p[1] if p[0] else p[1])
+    return st.lists(entry, min_size=n, max_size=n).map(lambda d: np.diag(d).astype(dtype))
+
+
+def permutation_matrices(n: int, dtype: Any = np.float64) -> st.SearchStrategy[np.ndarray]:
+    r"""Permutation matrices of size $n\times n$."""
+    dtype = np.dtype(dtype)
+    return st.permutations(range(n)).map(lambda p: np.eye(n, dtype=dtype)[list(p)])
+
+
+def matmul_elements(
+    n: int = 3,
+    dtype: Any = np.float64,
+    *,
+    max_factors: int = 4,
+    min_singular_value: float = 0.0,
+) -> st.SearchStrategy[np.ndarray]:
+    r"""Elements of `MatMul`: $n\times n$ matrices of spectral norm at most one.
+
+    Built as products of up to `max_factors` rotations, permutations and diagonal
+    scalings (an SVD-like construction), so every singular value lies in
+    $[\sigma_{\min}, 1]$ with $\sigma_{\min}$ = `min_singular_value`: with
+    $\sigma_{\min} > 0$ the matrices are invertible with condition number at most
+    $1/\sigma_{\min}$. The default $\sigma_{\min} = 0$ also draws singular matrices.
+
+    **Arguments:**
+
+    - `n`: the matrix size.
+    - `dtype`: a floating dtype.
+    - `max_factors`: the most base matrices in a product.
+    - `min_singular_value`: a lower bound $\sigma_{\min} \in [0, 1]$ on the singular
+      values.
+    """
+    if not 0.0 <= min_singular_value <= 1.0:
+        raise ValueError(f"min_singular_value must lie in [0, 1], got {min_singular_value}.")
+    dtype = np.dtype(dtype)
+    min_abs = min_singular_value ** (1.0 / max_factors)
+    base = st.one_of(
+        diagonal_matrices(n, np.float64, min_abs=min_abs),
+        givens_rotations(n, np.float64),
+        permutation_matrices(n, np.float64),
+    )
+    return products(np.matmul, base, max_factors=max_factors).map(lambda a: a.astype(dtype))
+
+
+def matmul_states(
+    n: int = 3, dtype: Any = np.float64, *, batch_shape: Shape = (), bound: float = 1.0
+) -> st.SearchStrategy[np.ndarray]:
+    """States of `MatMul`: row vectors (or stacks of them, shape `(*batch_shape, n)`)
+    with entries in `[-bound, bound]`."""
+    return arrays((*_shape(batch_shape), n), dtype, min_value=-bound, max_value=bound)
+
+
+def affine_elements(
+    n: int = 3,
+    dtype: Any = np.float64,
+    *,
+    max_factors: int = 4,
+    min_singular_value: float = 0.0,
+    bound: float = 1.0,
+) -> st.SearchStrategy[tuple[np.ndarray, np.ndarray]]:
+    """Elements `(A, b)` of `Affine`: `A` from `matmul_elements` (spectral norm at most
+    one, so the recurrence stays bounded) and `b` with entries in `[-bound, bound]`."""
+    return st.tuples(
+        matmul_elements(n, dtype, max_factors=max_factors, min_singular_value=min_singular_value),
+        arrays((n,), dtype, min_value=-bound, max_value=bound),
+    )
+
+
+def affine_states(
+    n: int = 3, dtype: Any = np.float64, *, bound: float = 1.0
+) -> st.SearchStrategy[np.ndarray]:
+    """States of `Affine`: vectors of length `n` with entries in `[-bound, bound]`."""
+    return arrays((n,), dtype, min_value=-bound, max_value=bound)
+
+
+def finite_functions(K: int = 5, dtype: Any = np.int32) -> st.SearchStrategy[np.ndarray]:
+    """Elements of `FiniteFunction`: maps $[K] \\to [K]$ as integer arrays of shape
+    `(K,)`; arbitrary maps and, as often, permutations (bijections)."""
+    dtype = np.dtype(dtype)
+    if K < 1:
+        raise ValueError(f"K must be at least 1, got {K}.")
+    maps = arrays((K,), dtype, min_value=0, max_value=K - 1)
+    perms = st.permutations(range(K)).map(lambda p: np.asarray(p, dtype=dtype))
+    return st.one_of(maps, perms)
+
+
+def finite_function_states(
+    K: int = 5, shape: Shape = (), dtype: Any = np.int32
+) -> st.SearchStrategy[np.ndarray]:
+    """States of `FiniteFunction`: integer arrays of values in `[0, K)`."""
+    return arrays(shape, dtype, min_value=0, max_value=K - 1)
+
+
+def sequences(
+    elements: st.SearchStrategy, *, min_length: int = 0, max_length: int = 8
+) -> st.SearchStrategy[PyTree]:
+    """Sequences of elements stacked along a new leading time axis, as `scan` takes them.
+
+    **Arguments:**
+
+    - `elements`: a strategy for single elements (one fixed structure and shape).
+    - `min_length`, `max_length`: the range of the length $T$ (which may be zero).
+
+    **Returns:**
+
+    A strategy of pytrees whose leaves have shape `(T, *element_shape)`.
+    """
+
+    def stack(drawn):
+        like, items = drawn
+        if not items:
+            return jax.tree.map(lambda x: np.zeros((0, *np.shape(x)), np.asarray(x).dtype), like)
+        return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *items)
+
+    return st.tuples(elements, st.lists(elements, min_size=min_length, max_size=max_length)).map(
+        stack
+    )
