@@ -16,15 +16,34 @@ from ._monoid import AbstractMonoid
 PyTree = Any
 
 
-def _combine_step(monoid: AbstractMonoid, reverse: bool) -> Callable:
+def element_like(monoid: AbstractMonoid, elems: PyTree) -> PyTree:
+    """Zeros shaped like one lifted element of the inputs `elems`."""
+    shapes = jax.eval_shape(monoid.lift, _tree.like_element(elems))
+    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+
+def lift_all(monoid: AbstractMonoid, elems: PyTree) -> PyTree:
+    """Lift every input to its element (a no-op for monoids without `lift`)."""
+    if type(monoid).lift is AbstractMonoid.lift:
+        return elems
+    return jax.vmap(monoid.lift)(elems)
+
+
+def combine_step(monoid: AbstractMonoid, reverse: bool) -> Callable:
+    """`step(carry, x)`: the carry times the lifted input, in time order."""
     # The carry holds the product of the elements already visited; in a reverse
     # scan those are *later* in time, so the new element goes on the left.
     if reverse:
-        return lambda carry, x: monoid.combine(x, carry)
-    return monoid.combine
+        return lambda carry, x: monoid.combine(monoid.lift(x), carry)
+    return lambda carry, x: monoid.combine(carry, monoid.lift(x))
 
 
-def _loop(
+def act_step(monoid: AbstractMonoid) -> Callable:
+    """`step(state, x)`: the state acted on by the lifted input."""
+    return lambda state, x: monoid.act(state, monoid.lift(x))
+
+
+def loop(
     step: Callable,
     carry: PyTree,
     xs: PyTree,
@@ -33,16 +52,50 @@ def _loop(
     unroll: int,
     keep: bool = True,
     exclusive: bool = False,
+    valid: jax.Array | None = None,
 ) -> tuple[PyTree, PyTree]:
-    """A `lax.scan` of `step(carry, x) -> carry`, returning the final and all carries."""
+    """A `lax.scan` of `step(carry, x) -> carry`, returning the final and all carries
+    (the carries before each step if `exclusive`).
 
-    def body(c, x):
+    Steps where `valid` is false leave the carry unchanged (used for padding).
+    """
+
+    def body(c, inputs):
+        x, ok = inputs
         new = step(c, x)
+        if ok is not None:
+            new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, c)
         if not keep:
             return new, None
         return new, (c if exclusive else new)
 
-    return lax.scan(body, carry, xs, reverse=reverse, unroll=unroll)
+    return lax.scan(body, carry, (xs, valid), reverse=reverse, unroll=unroll)
+
+
+class _Elements(AbstractMonoid):
+    """`monoid` seen on already-lifted elements (its `lift` is the identity)."""
+
+    monoid: AbstractMonoid
+
+    @property
+    def action_direction(self):
+        return self.monoid.action_direction
+
+    def combine(self, earlier, later):
+        return self.monoid.combine(earlier, later)
+
+    def identity(self, like):
+        return self.monoid.identity(like)
+
+    def act(self, state, element):
+        return self.monoid.act(state, element)
+
+
+def on_elements(monoid: AbstractMonoid) -> AbstractMonoid:
+    """The same monoid, taking elements instead of inputs."""
+    if type(monoid).lift is AbstractMonoid.lift:
+        return monoid
+    return _Elements(monoid)
 
 
 class AbstractScanMethod(eqx.Module):
@@ -89,24 +142,25 @@ class Sequential(AbstractScanMethod):
     - `unroll`: how many steps `lax.scan` unrolls per iteration.
     """
 
-    unroll: int = 1
+    unroll: int = eqx.field(default=1, static=True)
 
     def __check_init__(self):
         if not (isinstance(self.unroll, int) and self.unroll >= 1):
             raise ValueError(f"Sequential(unroll=...) must be an int >= 1, got {self.unroll!r}.")
 
     def prefix(self, monoid, elems, reverse):
-        carry = monoid.identity(_tree.like_element(elems))
-        step = _combine_step(monoid, reverse)
-        return _loop(step, carry, elems, reverse=reverse, unroll=self.unroll)[1]
+        carry = monoid.identity(element_like(monoid, elems))
+        step = combine_step(monoid, reverse)
+        return loop(step, carry, elems, reverse=reverse, unroll=self.unroll)[1]
 
     def prefix_act(self, monoid, elems, init, reverse):
-        return _loop(monoid.act, init, elems, reverse=reverse, unroll=self.unroll)[1]
+        step = act_step(monoid)
+        return loop(step, init, elems, reverse=reverse, unroll=self.unroll)[1]
 
     def total(self, monoid, elems):
-        carry = monoid.identity(_tree.like_element(elems))
-        step = _combine_step(monoid, False)
-        return _loop(step, carry, elems, reverse=False, unroll=self.unroll, keep=False)[0]
+        carry = monoid.identity(element_like(monoid, elems))
+        step = combine_step(monoid, False)
+        return loop(step, carry, elems, reverse=False, unroll=self.unroll, keep=False)[0]
 
 
 class Parallel(AbstractScanMethod):
@@ -131,7 +185,7 @@ class Parallel(AbstractScanMethod):
     - `algorithm`: `"doubling"` or `"associative_scan"`.
     """
 
-    algorithm: str = "doubling"
+    algorithm: str = eqx.field(default="doubling", static=True)
 
     def __check_init__(self):
         if self.algorithm not in ("doubling", "associative_scan"):
@@ -141,6 +195,7 @@ class Parallel(AbstractScanMethod):
             )
 
     def prefix(self, monoid, elems, reverse):
+        elems = lift_all(monoid, elems)
         batched = jax.vmap(monoid.combine)
         if self.algorithm == "associative_scan":
             if reverse:
@@ -167,6 +222,7 @@ class Parallel(AbstractScanMethod):
         return lax.fori_loop(0, max(1, (n - 1).bit_length()), round_, elems)
 
     def total(self, monoid, elems):
+        elems = lift_all(monoid, elems)
         batched = jax.vmap(monoid.combine)
         n = jax.tree.leaves(elems)[0].shape[0]
         while n > 1:
@@ -198,9 +254,9 @@ class Blocked(AbstractScanMethod):
     - `unroll`: unrolling of the in-block loops.
     """
 
-    block_size: int | None = None
-    outer: AbstractScanMethod = Sequential()
-    unroll: int = 1
+    block_size: int | None = eqx.field(default=None, static=True)
+    outer: AbstractScanMethod = eqx.field(default=Sequential(), static=True)
+    unroll: int = eqx.field(default=1, static=True)
 
     def __check_init__(self):
         if self.block_size is not None and not (
@@ -212,51 +268,56 @@ class Blocked(AbstractScanMethod):
         if not isinstance(self.outer, AbstractScanMethod):
             raise TypeError(f"Blocked(outer=...) must be a scan method, got {self.outer!r}.")
 
-    def _blocks(self, monoid, elems):
+    def _blocks(self, elems):
+        """Cut the inputs into blocks; pad by repeating the last input, masked out."""
         n = jax.tree.leaves(elems)[0].shape[0]
-        size = self.block_size or max(1, math.isqrt(n - 1) + 1)
-        size = min(size, n)
+        size = min(self.block_size or math.isqrt(n - 1) + 1, n)
         num = -(-n // size)
         pad = num * size - n
+        valid = None
         if pad:
-            ident = monoid.identity(_tree.like_element(elems))
-            elems = _tree.concat(elems, _tree.repeat(ident, pad))
-        return _tree.reshape_blocks(elems, num, size), n
+            elems = _tree.concat(elems, _tree.repeat(_tree.index(elems, n - 1), pad))
+            valid = (jnp.arange(num * size) < n).reshape(num, size)
+        return _tree.reshape_blocks(elems, num, size), valid, n
 
-    def _block_totals(self, monoid, blocks):
-        seq = Sequential(self.unroll)
-        return jax.vmap(lambda b: seq.total(monoid, b))(blocks)
+    def _in_blocks(self, step, starts, blocks, valid, reverse, keep=True):
+        def run(start, block, ok):
+            return loop(
+                step, start, block, reverse=reverse, unroll=self.unroll, keep=keep, valid=ok
+            )
+
+        final, out = jax.vmap(run)(starts, blocks, valid)
+        return final if not keep else out
+
+    def _block_totals(self, monoid, blocks, valid):
+        ident = monoid.identity(element_like(monoid, _tree.index(blocks, 0)))
+        starts = _tree.repeat(ident, jax.tree.leaves(blocks)[0].shape[0])
+        step = combine_step(monoid, False)
+        return self._in_blocks(step, starts, blocks, valid, False, keep=False)
 
     def prefix(self, monoid, elems, reverse):
-        blocks, n = self._blocks(monoid, elems)
-        totals = self._block_totals(monoid, blocks)
-        inclusive = self.outer.resolve(monoid, totals, None).prefix(monoid, totals, reverse)
-        ident = monoid.identity(_tree.like_element(elems))
-        starts = shift(inclusive, ident, reverse)
-        step = _combine_step(monoid, reverse)
-
-        def finish(start, block):
-            return _loop(step, start, block, reverse=reverse, unroll=self.unroll)[1]
-
-        out = jax.vmap(finish)(starts, blocks)
+        blocks, valid, n = self._blocks(elems)
+        totals = self._block_totals(monoid, blocks, valid)
+        inner = on_elements(monoid)
+        inclusive = self.outer.resolve(inner, totals, None).prefix(inner, totals, reverse)
+        starts = shift(inclusive, monoid.identity(_tree.index(totals, 0)), reverse)
+        out = self._in_blocks(combine_step(monoid, reverse), starts, blocks, valid, reverse)
         return _tree.time_slice(_tree.merge_blocks(out), 0, n)
 
     def prefix_act(self, monoid, elems, init, reverse):
-        blocks, n = self._blocks(monoid, elems)
-        totals = self._block_totals(monoid, blocks)
-        outer = self.outer.resolve(monoid, totals, init)
-        starts = shift(outer.prefix_act(monoid, totals, init, reverse), init, reverse)
-
-        def finish(start, block):
-            return _loop(monoid.act, start, block, reverse=reverse, unroll=self.unroll)[1]
-
-        out = jax.vmap(finish)(starts, blocks)
+        blocks, valid, n = self._blocks(elems)
+        totals = self._block_totals(monoid, blocks, valid)
+        inner = on_elements(monoid)
+        outer = self.outer.resolve(inner, totals, init)
+        starts = shift(outer.prefix_act(inner, totals, init, reverse), init, reverse)
+        out = self._in_blocks(act_step(monoid), starts, blocks, valid, reverse)
         return _tree.time_slice(_tree.merge_blocks(out), 0, n)
 
     def total(self, monoid, elems):
-        blocks, _ = self._blocks(monoid, elems)
-        totals = self._block_totals(monoid, blocks)
-        return self.outer.resolve(monoid, totals, None).total(monoid, totals)
+        blocks, valid, _ = self._blocks(elems)
+        totals = self._block_totals(monoid, blocks, valid)
+        inner = on_elements(monoid)
+        return self.outer.resolve(inner, totals, None).total(inner, totals)
 
 
 class Auto(AbstractScanMethod):
@@ -271,7 +332,7 @@ class Auto(AbstractScanMethod):
     - `min_parallel_length`: the crossover length on accelerators.
     """
 
-    min_parallel_length: int = 512
+    min_parallel_length: int = eqx.field(default=512, static=True)
 
     def resolve(self, monoid, elems, init):
         n = jax.tree.leaves(elems)[0].shape[0]

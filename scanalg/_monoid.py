@@ -62,6 +62,26 @@ class AbstractMonoid(eqx.Module):
         `like` is only used for its shapes and dtypes; its values are arbitrary.
         """
 
+    def lift(self, x: PyTree) -> PyTree:
+        """Turn one *input* into an element (optional; the default returns `x`).
+
+        `scan` and `reduce` read their `elems` as inputs and lift each one where it is
+        used. A monoid whose elements are large but determined by a small input and
+        its own parameters (an HMM step is a $K\times K$ matrix built from a fixed
+        transition matrix and a $K$-vector of log-likelihoods) can then be scanned
+        from the small inputs: `Sequential` and `Blocked` lift inside their loops and
+        never hold all $T$ elements in memory.
+
+        **Arguments:**
+
+        - `x`: a single input (no time axis).
+
+        **Returns:**
+
+        The element it stands for.
+        """
+        return x
+
     def act(self, state: PyTree, element: PyTree) -> PyTree:
         """Apply `element` to `state` (optional; see the class docstring).
 

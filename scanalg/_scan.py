@@ -6,8 +6,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import PyTree
 
-from . import _tree
-from ._methods import AbstractScanMethod, as_method, shift
+from ._methods import AbstractScanMethod, as_method, element_like, shift
 from ._monoid import AbstractMonoid, has_act, supports_direction
 
 
@@ -84,7 +83,7 @@ def _prepare(monoid, elems, init, method, reverse):
                 f"{direction} scan with `init` needs a {direction} (or 'both') action. "
                 "Scan in the other direction, or use the dual monoid."
             )
-    check_signatures(monoid, _tree.like_element(elems), init)
+    check_signatures(monoid, element_like(monoid, elems), init)
     return elems, n, method, init
 
 
@@ -103,7 +102,8 @@ def scan(
 
     - `monoid`: an `scanalg.AbstractMonoid`.
     - `elems`: a pytree of arrays sharing a leading time axis of length $T \ge 0$;
-      element $x_t$ is the pytree of the leaves' $t$-th slices.
+      element $x_t$ is `monoid.lift` of the pytree of the leaves' $t$-th slices
+      (`lift` is the identity unless the monoid defines it).
 
     **Other arguments:**
 
@@ -134,7 +134,7 @@ def scan(
     method = method.resolve(monoid, elems, init)
     if init is None:
         out = method.prefix(monoid, elems, reverse)
-        first = monoid.identity(_tree.like_element(elems)) if exclusive else None
+        first = monoid.identity(element_like(monoid, elems)) if exclusive else None
     else:
         out = method.prefix_act(monoid, elems, init, reverse)
         first = init
@@ -163,5 +163,5 @@ def reduce(
     """
     elems, n, method, _ = _prepare(monoid, elems, None, method, False)
     if n == 0:
-        return monoid.identity(_tree.like_element(elems))
+        return monoid.identity(element_like(monoid, elems))
     return method.resolve(monoid, elems, None).total(monoid, elems)

@@ -144,9 +144,10 @@ def test_scan_matches_fold(method, name, with_init):
 @pytest.mark.parametrize("name", list(all_monoids))
 def test_reduce_matches_fold(method, name):
     monoid = all_monoids[name]
+    reduce = eqx.filter_jit(scanalg.reduce)
     for n in (0, 1, 2, 3, 8, 17, 1000):
         elems = make_elems(name, n)
-        got = scanalg.reduce(monoid, elems, method=method)
+        got = reduce(monoid, elems, method=method)
         if n == 0:
             like = jax.tree.map(lambda x: jnp.zeros(x.shape[1:], x.dtype), elems)
             want = monoid.identity(like)
@@ -159,11 +160,12 @@ def test_reduce_matches_fold(method, name):
 def test_finite_function_bit_identical(n):
     elems = make_elems("FiniteFunction", n, seed=3)
     init = jnp.array(1, dtype=jnp.int32)
+    scan = eqx.filter_jit(scanalg.scan)
     outs = [
         (
-            scanalg.scan(M.FiniteFunction(), elems, method=m),
-            scanalg.scan(M.FiniteFunction(), elems, reverse=True, method=m),
-            scanalg.scan(M.FiniteFunction(), elems, init=init, reverse=True, method=m),
+            scan(M.FiniteFunction(), elems, method=m),
+            scan(M.FiniteFunction(), elems, reverse=True, method=m),
+            scan(M.FiniteFunction(), elems, init=init, reverse=True, method=m),
         )
         for m in all_methods
     ]
@@ -208,22 +210,25 @@ def test_grad_equal_across_methods():
         products = scanalg.scan(M.MatMul(), a, reverse=True, method=method)
         return jnp.sum(jnp.sin(states)) + jnp.sum(products[0] ** 2)
 
-    grads = [jax.grad(loss, argnums=(0, 1, 2))(a, b, init, m) for m in all_methods]
+    grad = eqx.filter_jit(jax.grad(loss, argnums=(0, 1, 2)))
+    grads = [grad(a, b, init, m) for m in all_methods]
     for g in grads[1:]:
         assert tree_allclose(g, grads[0], rtol=1e-8, atol=1e-10)
     # ... and against a finite difference of the sequential loop.
     eps = 1e-6
     direction = jnp.asarray(np.random.default_rng(0).normal(size=b.shape))
+    loss_jit = eqx.filter_jit(loss)
     fd = (
-        loss(a, b + eps * direction, init, "sequential")
-        - loss(a, b - eps * direction, init, "sequential")
+        loss_jit(a, b + eps * direction, init, "sequential")
+        - loss_jit(a, b - eps * direction, init, "sequential")
     ) / (2 * eps)
     assert np.allclose(fd, jnp.sum(grads[0][1] * direction), rtol=1e-6)
 
 
 def test_float32_supported():
     a = make_elems("MatMul", 100).astype(jnp.float32)
-    outs = [scanalg.scan(M.MatMul(), a, method=m) for m in all_methods]
+    scan = eqx.filter_jit(scanalg.scan)
+    outs = [scan(M.MatMul(), a, method=m) for m in all_methods]
     for out in outs:
         assert out.dtype == jnp.float32
         assert tree_allclose(out, outs[0], rtol=1e-4, atol=1e-4)
@@ -318,7 +323,7 @@ def test_parallel_associative_scan_algorithm(name):
     method = scanalg.Parallel(algorithm="associative_scan")
     for n in (1, 2, 7, 16, 17):
         for reverse in (False, True):
-            got = scanalg.scan(
+            got = eqx.filter_jit(scanalg.scan)(
                 all_monoids[name], make_elems(name, n), reverse=reverse, method=method
             )
             assert tree_allclose(got, reference(name, n, reverse, False, False), rtol=1e-9), n
@@ -327,3 +332,55 @@ def test_parallel_associative_scan_algorithm(name):
 def test_parallel_bad_algorithm():
     with pytest.raises(ValueError, match="doubling"):
         scanalg.Parallel(algorithm="blelloch")
+
+
+class _FixedMatrixAffine(scanalg.AbstractMonoid):
+    """Affine maps with a fixed matrix: the inputs are only the offsets."""
+
+    a: jax.Array
+
+    def lift(self, b):
+        return self.a, b
+
+    def combine(self, earlier, later):
+        return M.Affine().combine(earlier, later)
+
+    def identity(self, like):
+        return M.Affine().identity(like)
+
+    def act(self, state, element):
+        return M.Affine().act(state, element)
+
+
+@pytest.mark.parametrize("method", all_methods, ids=method_ids)
+def test_lift_inputs(method):
+    a, b = make_elems("Affine", 1, seed=2)
+    a = a[0]
+    offsets = make_elems("Affine", 23, seed=4)[1]
+    monoid = _FixedMatrixAffine(a)
+    lifted = (jnp.broadcast_to(a, (23, 3, 3)), offsets)
+    init = make_init("Affine")
+
+    @eqx.filter_jit
+    def run(monoid, offsets):
+        return (
+            scanalg.scan(monoid, offsets, init=init, method=method),
+            scanalg.scan(monoid, offsets, reverse=True, exclusive=True, method=method),
+            scanalg.reduce(monoid, offsets, method=method),
+        )
+
+    got = run(monoid, offsets)
+    want = (
+        scanalg.scan(M.Affine(), lifted, init=init, method="sequential"),
+        scanalg.scan(M.Affine(), lifted, reverse=True, exclusive=True, method="sequential"),
+        scanalg.reduce(M.Affine(), lifted, method="sequential"),
+    )
+    assert tree_allclose(got, want, rtol=1e-9, atol=1e-9)
+    # gradients flow into the monoid's parameters through `lift`
+    grad = eqx.filter_jit(
+        eqx.filter_grad(lambda m: jnp.sum(scanalg.scan(m, offsets, init=init, method=method)))
+    )(monoid)
+    ref = eqx.filter_grad(
+        lambda m: jnp.sum(scanalg.scan(m, offsets, init=init, method="sequential"))
+    )(monoid)
+    assert tree_allclose(grad, ref, rtol=1e-8, atol=1e-10)

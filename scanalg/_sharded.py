@@ -1,0 +1,153 @@
+"""`Sharded`: the blocked scan across the devices of a `jax.sharding.Mesh`."""
+
+from typing import Any, Literal
+
+import equinox as eqx
+import jax
+import jax.lax as lax
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+
+from . import _tree
+from ._methods import AbstractScanMethod, Auto, Sequential, combine_step as _combine_step, loop as _loop
+from ._monoid import AbstractMonoid
+
+PyTree = Any
+
+
+class Sharded(AbstractScanMethod):
+    r"""Sequence parallelism: the time axis is split across the devices of a mesh axis.
+
+    With $D$ devices along `axis_name`, the (padded) sequence is cut into $D$ chunks of
+    length $L = \lceil T / D \rceil$, one per device, inside `jax.shard_map`:
+
+    1. each device reduces its chunk, $c_d = x_{dL+1} \otimes\cdots\otimes x_{(d+1)L}$
+       (sequentially, or with `local`);
+    2. the $D$ chunk totals are all-gathered (one collective of $D$ elements) and each
+       device forms its exclusive prefix $p_d = c_1 \otimes\cdots\otimes c_{d-1}$ (the
+       suffix $c_{d+1} \otimes\cdots\otimes c_D$ for a reverse scan), or with an
+       initial state $s$ the state $s \cdot p_d$;
+    3. each device scans its chunk from $p_d$ (with `act` from $s \cdot p_d$ when an
+       initial state is given).
+
+    Work: about $2L$ combines per device (or $L$ combines and $L$ acts), plus $D$ for
+    the totals; one `all_gather` of $D$ elements. This is `scanalg.Blocked` with the
+    blocks on different devices.
+
+    **Sharding.** Inputs may arrive sharded along time as
+    `NamedSharding(mesh, PartitionSpec(axis_name))` (nothing moves), or in any other
+    layout (they are split). When $T$ is a multiple of $D$ the outputs are sharded the
+    same way: no device ever holds the whole sequence. Otherwise the sequence is
+    padded with the identity and cut back, and since JAX arrays need equal shards the
+    cut result is replicated (inside a larger `jit` with an `Auto` mesh XLA may keep it
+    sharded). Other mesh axes are left to the caller: use them for a batch of
+    sequences with `jax.vmap(..., spmd_axis_name=...)` (see the sharding how-to).
+    Meshes with `Explicit` axes (`jax.make_mesh`'s default) work eagerly, and under
+    `jit` inside `jax.set_mesh(mesh)`.
+
+    **Arguments:**
+
+    - `mesh`: a `jax.sharding.Mesh`.
+    - `axis_name`: the mesh axis to split time over.
+    - `local`: the method each device uses on its own chunk (default `Auto()`:
+      sequential on CPU; on a GPU, parallel for long chunks).
+    """
+
+    mesh: Mesh = eqx.field(static=True)
+    axis_name: str = eqx.field(static=True)
+    local: AbstractScanMethod = Auto()
+
+    def __check_init__(self):
+        if not isinstance(self.mesh, Mesh):
+            raise TypeError(
+                f"Sharded(mesh=...) must be a jax.sharding.Mesh, got {type(self.mesh).__name__}."
+            )
+        if self.axis_name not in self.mesh.axis_names:
+            raise ValueError(
+                f"Sharded(axis_name={self.axis_name!r}): the mesh has no axis of that name; "
+                f"its axes are {tuple(self.mesh.axis_names)}."
+            )
+        if not isinstance(self.local, AbstractScanMethod) or isinstance(self.local, Sharded):
+            raise TypeError(
+                f"Sharded(local=...) must be a single-device scan method, got {self.local!r}."
+            )
+
+    @property
+    def num_devices(self) -> int:
+        """The number of devices along `axis_name`, $D$."""
+        return self.mesh.shape[self.axis_name]
+
+    def _place(self, tree: PyTree, spec: PartitionSpec) -> PyTree:
+        # Explicit mesh axes put shardings in the types: shard_map wants its inputs laid
+        # out as in_specs say, and slicing a time-sharded array is ambiguous. Auto axes
+        # need (and allow) no such help.
+        types = dict(zip(self.mesh.axis_names, self.mesh.axis_types))
+        if types[self.axis_name] != AxisType.Explicit:
+            return tree
+        return jax.sharding.reshard(tree, NamedSharding(self.mesh, spec))
+
+    def _run(
+        self,
+        monoid: AbstractMonoid,
+        elems: PyTree,
+        init: PyTree | None,
+        reverse: bool,
+        what: Literal["prefix", "total"],
+    ) -> PyTree:
+        axis = self.axis_name
+        n = jax.tree.leaves(elems)[0].shape[0]
+        pad = -n % self.num_devices
+        if pad:
+            # Identity padding at the end changes neither prefixes nor suffixes.
+            ident = monoid.identity(_tree.like_element(elems))
+            elems = _tree.concat(elems, _tree.repeat(ident, pad))
+        elems = self._place(elems, PartitionSpec(axis))
+        # Array fields of the monoid (parameters) travel as replicated arguments.
+        dynamic, static = eqx.partition(monoid, eqx.is_array)
+
+        def body(dynamic, chunk, init):
+            monoid = eqx.combine(dynamic, static)
+            local = self.local.resolve(monoid, chunk, init)
+            if what == "prefix" and init is None and not isinstance(local, Sequential):
+                # Scan the chunk first; its total is the last (first) inclusive product.
+                inclusive = local.prefix(monoid, chunk, reverse)
+                total = _tree.index(inclusive, 0 if reverse else -1)
+            else:
+                inclusive = None
+                total = local.total(monoid, chunk)
+            totals = jax.tree.map(lambda x: lax.all_gather(x, axis), total)
+            if what == "total":
+                return Sequential().total(monoid, totals)
+            me = lax.axis_index(axis)
+            if init is not None:
+                states = _loop(monoid.act, init, totals, reverse=reverse, unroll=1, exclusive=True)
+                return local.prefix_act(monoid, chunk, _tree.index(states[1], me), reverse)
+            step = _combine_step(monoid, reverse)
+            starts = _loop(step, monoid.identity(total), totals, reverse=reverse, unroll=1,
+                           exclusive=True)
+            start = _tree.index(starts[1], me)
+            if inclusive is None:
+                return _loop(step, start, chunk, reverse=reverse, unroll=local.unroll)[1]
+            if reverse:
+                return jax.vmap(monoid.combine, in_axes=(0, None))(inclusive, start)
+            return jax.vmap(monoid.combine, in_axes=(None, 0))(start, inclusive)
+
+        time, replicated = PartitionSpec(axis), PartitionSpec()
+        out = jax.shard_map(
+            body,
+            mesh=self.mesh,
+            in_specs=(replicated, time, replicated),
+            out_specs=time if what == "prefix" else replicated,
+            check_vma=False,
+        )(dynamic, elems, init)
+        if what == "prefix" and pad:
+            out = _tree.time_slice(self._place(out, replicated), 0, n)
+        return out
+
+    def prefix(self, monoid, elems, reverse):
+        return self._run(monoid, elems, None, reverse, "prefix")
+
+    def prefix_act(self, monoid, elems, init, reverse):
+        return self._run(monoid, elems, init, reverse, "prefix")
+
+    def total(self, monoid, elems):
+        return self._run(monoid, elems, None, False, "total")
