@@ -358,21 +358,27 @@ class Segmented(AbstractMonoid):
 class Masked(AbstractMonoid):
     r"""Elements with a validity flag: invalid elements act as the identity.
 
-    Elements are pairs `(valid, x)`, `valid` a scalar bool (or 0/1 integer). Writing
-    $\bar x = x$ if valid and $e_m$ otherwise,
+    Elements are pairs `(valid, x)`, `valid` a scalar bool (or 0/1 integer). An
+    invalid element is ignored by every valid element it meets:
 
-    $$(v_1, x_1) \otimes (v_2, x_2) = (v_1 \lor v_2,\; \bar x_1 \otimes \bar x_2),
-      \qquad e = (0, e_m),$$
+    $$(v_1, x_1) \otimes (v_2, x_2) = \begin{cases}
+      (1, x_1 \otimes x_2) & v_1 = v_2 = 1 \\
+      (1, x_1) & v_1 = 1,\ v_2 = 0 \\
+      (1, x_2) & v_1 = 0,\ v_2 = 1 \\
+      (0, x_1 \otimes x_2) & v_1 = v_2 = 0,
+      \end{cases} \qquad e = (0, e_m),$$
 
-    so a scan returns the product of the valid elements so far (and whether there was
-    one), and a state is left unchanged by an invalid element:
-    $s \cdot (v, x) = s \cdot_m x$ if $v$, else $s$ (same direction as `monoid`).
+    so a scan returns, wherever its flag is set, the product of the valid elements so
+    far. Where the flag is clear (no valid element yet) the value is the product of
+    the invalid values seen so far, to be ignored (`canonical` replaces it by $e_m$).
+    Multiplying invalid values together, rather than dropping them, is what makes the
+    laws hold *exactly* for every element, whatever its invalid value, and keeps all
+    scan methods in agreement. A valid value is never combined with an invalid one.
 
-    The value of an invalid element is never passed to `monoid`: it may be anything,
-    `NaN` included (missing data, padding), and gradients stay finite. All invalid
-    elements stand for the same element $(0, e_m)$; laws hold exactly for elements
-    whose invalid values are $e_m$ (the form every product is returned in), and up to
-    this identification otherwise.
+    The action leaves a state unchanged by an invalid element and never passes an
+    invalid value to `monoid.act`: $s \cdot (v, x) = s \cdot_m x$ if $v$, else $s$
+    (lawful in the direction of `monoid`'s action). So with an initial state, invalid
+    values may be anything, `NaN` included (missing data, padding).
 
     **Arguments:**
 
@@ -388,15 +394,15 @@ class Masked(AbstractMonoid):
     def action_direction(self) -> ActionDirection | None:
         return inner_direction(self.monoid)
 
-    def _value(self, element):
-        valid, x = element
-        return _select(_flag(valid), x, self.monoid.identity(x))
-
     def combine(
         self, earlier: tuple[Bool[Array, ""], PyTree], later: tuple[Bool[Array, ""], PyTree]
     ) -> tuple[Bool[Array, ""], PyTree]:
-        x = self.monoid.combine(self._value(earlier), self._value(later))
-        return _or(earlier[0], later[0]), x
+        (v1, x1), (v2, x2) = earlier, later
+        b1, b2 = _flag(v1), _flag(v2)
+        # An element takes part unless it is invalid and the other one is valid.
+        left = _select(b1 | ~b2, x1, self.monoid.identity(x1))
+        right = _select(b2 | ~b1, x2, self.monoid.identity(x2))
+        return _or(v1, v2), self.monoid.combine(left, right)
 
     def identity(self, like: tuple[Bool[Array, ""], PyTree]) -> tuple[Bool[Array, ""], PyTree]:
         valid, x = like
@@ -405,9 +411,12 @@ class Masked(AbstractMonoid):
     def act(self, state: PyTree, element: tuple[Bool[Array, ""], PyTree]) -> PyTree:
         if not has_act(self.monoid):
             raise _no_action(self, f"{type(self.monoid).__name__} defines no `act`.")
-        new = self.monoid.act(state, self._value(element))
-        return _select(_flag(element[0]), new, state)
+        valid = _flag(element[0])
+        new = self.monoid.act(state, self.canonical(element)[1])
+        return _select(valid, new, state)
 
     def canonical(self, element: tuple[Bool[Array, ""], PyTree]) -> tuple[Bool[Array, ""], PyTree]:
-        """The element in normal form: invalid values replaced by the identity."""
-        return element[0], self._value(element)
+        """The element with an invalid value replaced by the identity $e_m$ (works on a
+        single element; `jax.vmap` it over a scan's output)."""
+        valid, x = element
+        return valid, _select(_flag(valid), x, self.monoid.identity(x))
