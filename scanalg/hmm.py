@@ -32,6 +32,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray, Scalar
 
 from ._methods import AbstractScanMethod, Parallel
+from ._monoid import AbstractMonoid
 from ._scan import reduce, scan
 from .monoids._basic import Sum
 from .monoids._combinators import Dual
@@ -181,7 +182,9 @@ def _lifted_scan(monoid, lift, raw, **kwargs):
     `lift` adds the matrix; this is the one place to hand `raw` to an executor that
     lifts lazily (so the sequential loop reads $K$ numbers per step, not $K^2$).
     """
-    return scan(monoid, jax.vmap(lift)(raw), **kwargs)
+    if type(monoid).lift is AbstractMonoid.lift:  # the monoid does not lift itself
+        raw = jax.vmap(lift)(raw)
+    return scan(monoid, raw, **kwargs)
 
 
 def _forward(pi, a, ll, time_varying, method):
