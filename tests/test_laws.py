@@ -108,11 +108,11 @@ class ChangesDtype(scanalg.AbstractMonoid):
 
 builtin_cases = [
     ("Sum", M.Sum(), S.sum_elements((2,)), S.sum_elements((2,))),
-    ("Sum-int32", M.Sum(), S.sum_elements((), np.int32), S.sum_elements((), np.int32)),
+    ("Sum-int32", M.Sum(), S.sum_elements((), np.int32), None),
     ("Product-f32", M.Product(), S.product_elements((), np.float32), None),
-    ("Max", M.Max(), S.max_elements(()), S.max_elements(())),
+    ("Max", M.Max(), S.max_elements(()), None),
     ("Min-int32", M.Min(), S.min_elements((), np.int32), None),
-    ("LogAddExp", M.LogAddExp(), S.logaddexp_elements((2,)), S.logaddexp_elements((2,))),
+    ("LogAddExp", M.LogAddExp(), S.logaddexp_elements((2,)), None),
     ("MatMul", M.MatMul(), S.matmul_elements(3), S.matmul_states(3)),
     ("MatMul-f32", M.MatMul(), S.matmul_elements(3, np.float32), None),
     ("Affine", M.Affine(), S.affine_elements(3), S.affine_states(3)),
@@ -124,7 +124,7 @@ builtin_cases = [
     "monoid, elements, states", [c[1:] for c in builtin_cases], ids=[c[0] for c in builtin_cases]
 )
 def test_builtin_monoids_are_lawful(monoid, elements, states):
-    if states is None:  # skip the action laws for some, to keep this test fast
+    if states is None:  # the action laws of each kind of `act` are checked once, for speed
         chosen = ("associativity", "left_identity", "right_identity", "scan_agrees_with_fold")
         checked = scanalg.check_laws(monoid, elements, laws=chosen, max_examples=30)
     else:
