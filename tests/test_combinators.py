@@ -458,3 +458,30 @@ def test_non_monoid_is_a_type_error(make, name):
     for bad in (jnp.add, 3, M.Sum):
         with pytest.raises(TypeError, match=name):
             make(bad)
+
+
+class _Doubled(scanalg.AbstractMonoid):
+    """Addition, scanned from inputs that `lift` doubles (a monoid with a `lift`)."""
+
+    def combine(self, earlier, later):
+        return earlier + later
+
+    def identity(self, like):
+        return jnp.zeros_like(like)
+
+    def lift(self, x):
+        return 2 * x
+
+
+@pytest.mark.parametrize("method", METHODS, ids=repr)
+def test_lift_passes_through(method):
+    xs = jnp.array([1.0, 2.0, -1.0, 4.0])
+    flags_ = jnp.array([True, False, True, False])
+    m = _Doubled()
+    scan = functools.partial(scanalg.scan, method=method)
+    twice = 2 * jnp.cumsum(xs)
+    np.testing.assert_allclose(scan(M.Pair(m, M.Sum()), (xs, xs))[0], twice)
+    np.testing.assert_allclose(scan(M.Struct([m]), [xs])[0], twice)
+    np.testing.assert_allclose(scan(M.Dual(m), xs), twice)
+    np.testing.assert_allclose(scan(M.Segmented(m), (flags_, xs))[1], [2, 6, -2, 6])
+    np.testing.assert_allclose(scan(M.Masked(m), (flags_, xs))[1], [2, 2, 0, 0])

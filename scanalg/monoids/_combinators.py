@@ -6,8 +6,9 @@ r"""Combinators: new lawful monoids built from old ones.
 - `Masked(m)`: a validity flag; invalid elements act as the identity.
 
 Each combinator is lawful whenever its inner monoids are (the law checker proves it
-for every built-in monoid), and defines `act` whenever its inner monoids define a
-lawful action in a compatible direction. When they do not, the combinator's
+for every built-in monoid), passes inputs through its inner monoids' `lift`, and
+defines `act` whenever its inner monoids define a lawful action in a compatible
+direction. When they do not, the combinator's
 `action_direction` is `None` and its `act` raises a `TypeError` saying why.
 """
 
@@ -120,6 +121,9 @@ class AbstractComponentwise(AbstractMonoid):
 
     def identity(self, like: PyTree) -> PyTree:
         return self._map("identity", like)
+
+    def lift(self, x: PyTree) -> PyTree:
+        return self._map("lift", x)
 
     def act(self, state: PyTree, element: PyTree) -> PyTree:
         if self.action_direction is None:
@@ -244,6 +248,9 @@ class Dual(AbstractMonoid):
     def identity(self, like: PyTree) -> PyTree:
         return self.monoid.identity(like)
 
+    def lift(self, x: PyTree) -> PyTree:
+        return self.monoid.lift(x)
+
     def act(self, state: PyTree, element: PyTree) -> PyTree:
         if not has_act(self.monoid):
             raise _no_action(self, f"{type(self.monoid).__name__} defines no `act`.")
@@ -333,6 +340,10 @@ class Segmented(AbstractMonoid):
         flag, x = like
         return jnp.zeros_like(flag), self.monoid.identity(x)
 
+    def lift(self, x: tuple[Bool[Array, ""], PyTree]) -> tuple[Bool[Array, ""], PyTree]:
+        flag, value = x
+        return flag, self.monoid.lift(value)
+
     def act(self, state: PyTree, element: tuple[Bool[Array, ""], PyTree]) -> PyTree:
         if self.action_direction is None:
             if self.reset is None:
@@ -407,6 +418,10 @@ class Masked(AbstractMonoid):
     def identity(self, like: tuple[Bool[Array, ""], PyTree]) -> tuple[Bool[Array, ""], PyTree]:
         valid, x = like
         return jnp.zeros_like(valid), self.monoid.identity(x)
+
+    def lift(self, x: tuple[Bool[Array, ""], PyTree]) -> tuple[Bool[Array, ""], PyTree]:
+        valid, value = x
+        return valid, self.monoid.lift(value)
 
     def act(self, state: PyTree, element: tuple[Bool[Array, ""], PyTree]) -> PyTree:
         if not has_act(self.monoid):
