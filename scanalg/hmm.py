@@ -32,7 +32,6 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray, Scalar
 
 from ._methods import AbstractScanMethod, Parallel
-from ._monoid import AbstractMonoid
 from ._scan import reduce, scan
 from .monoids._basic import Sum
 from .monoids._combinators import Dual
@@ -175,25 +174,13 @@ def _steps(a: Array, time_varying: bool, num: int) -> Array:
     return a if time_varying else jnp.broadcast_to(a, (num, *a.shape))
 
 
-def _lifted_scan(monoid, lift, raw, **kwargs):
-    """`scan(monoid, elements, **kwargs)` with `elements = vmap(lift)(raw)`.
-
-    For a fixed transition matrix the raw inputs are just the log-likelihoods and
-    `lift` adds the matrix; this is the one place to hand `raw` to an executor that
-    lifts lazily (so the sequential loop reads $K$ numbers per step, not $K^2$).
-    """
-    if type(monoid).lift is AbstractMonoid.lift:  # the monoid does not lift itself
-        raw = jax.vmap(lift)(raw)
-    return scan(monoid, raw, **kwargs)
-
-
 def _forward(pi, a, ll, time_varying, method):
     """Forward filter: `(marginal_loglik, filtered_probs, predicted_probs)`."""
     if time_varying:
         monoid, raw = HMMForward(), ScaledMatrix(a, ll[:-1])
     else:
         monoid, raw = HMMForward(a), ll[:-1]
-    later = _lifted_scan(monoid, monoid.lift, raw, init=pi, method=method)
+    later = scan(monoid, raw, init=pi, method=method)
     predicted = jnp.concatenate([pi[None], later], axis=0)
     # Condition on y_t: q_t = pred_t * exp(l_t - m_t); the per-step normaliser is the
     # mass that moves on, q_t . rowsum(A_t) (rowsum is 1 for a stochastic matrix; keeping
@@ -222,7 +209,7 @@ def _backward(a, ll, time_varying, method):
     else:
         forward, raw = HMMForward(a_t), ll[1:]
     last = jnp.full((k,), 1 / k, ll.dtype)
-    earlier = _lifted_scan(Dual(forward), forward.lift, raw, init=last, reverse=True, method=method)
+    earlier = scan(Dual(forward), raw, init=last, reverse=True, method=method)
     return jnp.concatenate([earlier, last[None]], axis=0)
 
 
@@ -423,7 +410,7 @@ def hmm_posterior_mode(
     monoid, raw = (MaxPlus(), LogMatrix(log_a, ll[:-1])) if tv else (MaxPlus(log_a), ll[:-1])
     log_pi = safe_log(pi)
     init = log_pi - finite_or_zero(jnp.max(log_pi))
-    later = _lifted_scan(monoid, monoid.lift, raw, init=init, method=method)
+    later = scan(monoid, raw, init=init, method=method)
     scores = jnp.concatenate([log_pi[None], later], axis=0) + ll
     pointers = jnp.argmax(scores[:-1, :, None] + log_a, axis=-2).astype(jnp.int32)
     last = jnp.argmax(scores[-1]).astype(jnp.int32)
