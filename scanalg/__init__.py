@@ -10,6 +10,7 @@ from ._methods import (
 )
 from ._monoid import AbstractMonoid as AbstractMonoid
 from ._scan import reduce as reduce, scan as scan
+from ._sharded import Sharded as Sharded
 
 # isort: split
 from . import laws as laws

@@ -8,7 +8,14 @@ import jax.lax as lax
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from . import _tree
-from ._methods import AbstractScanMethod, Auto, Sequential, combine_step as _combine_step, loop as _loop
+from ._methods import (
+    AbstractScanMethod,
+    Auto,
+    Sequential,
+    combine_step,
+    loop,
+    on_elements,
+)
 from ._monoid import AbstractMonoid
 
 PyTree = Any
@@ -36,10 +43,11 @@ class Sharded(AbstractScanMethod):
     **Sharding.** Inputs may arrive sharded along time as
     `NamedSharding(mesh, PartitionSpec(axis_name))` (nothing moves), or in any other
     layout (they are split). When $T$ is a multiple of $D$ the outputs are sharded the
-    same way: no device ever holds the whole sequence. Otherwise the sequence is
-    padded with the identity and cut back, and since JAX arrays need equal shards the
-    cut result is replicated (inside a larger `jit` with an `Auto` mesh XLA may keep it
-    sharded). Other mesh axes are left to the caller: use them for a batch of
+    same way, exclusive scans included: no device ever holds the whole sequence.
+    Otherwise the inputs are padded (with copies of the boundary input, placed after
+    the data in scan order, so no padded step reaches a real output) and the result is
+    cut back; as JAX arrays are split into equal shards only, that result is
+    replicated. Other mesh axes are left to the caller: use them for a batch of
     sequences with `jax.vmap(..., spmd_axis_name=...)` (see the sharding how-to).
     Meshes with `Explicit` axes (`jax.make_mesh`'s default) work eagerly, and under
     `jit` inside `jax.set_mesh(mesh)`.
@@ -54,7 +62,7 @@ class Sharded(AbstractScanMethod):
 
     mesh: Mesh = eqx.field(static=True)
     axis_name: str = eqx.field(static=True)
-    local: AbstractScanMethod = Auto()
+    local: AbstractScanMethod = eqx.field(default=Auto(), static=True)
 
     def __check_init__(self):
         if not isinstance(self.mesh, Mesh):
@@ -97,9 +105,13 @@ class Sharded(AbstractScanMethod):
         n = jax.tree.leaves(elems)[0].shape[0]
         pad = -n % self.num_devices
         if pad:
-            # Identity padding at the end changes neither prefixes nor suffixes.
-            ident = monoid.identity(_tree.like_element(elems))
-            elems = _tree.concat(elems, _tree.repeat(ident, pad))
+            # Pad with copies of the boundary input *after* the data in scan order (at
+            # the end forward, at the front in reverse): a scan never carries a padded
+            # step into a real output, so the padding need not be the identity (inputs
+            # are `lift`ed, so there may be no input that lifts to it). `total` does
+            # not pad; see `total`.
+            edge = _tree.repeat(_tree.index(elems, 0 if reverse else n - 1), pad)
+            elems = _tree.concat(edge, elems) if reverse else _tree.concat(elems, edge)
         elems = self._place(elems, PartitionSpec(axis))
         # Array fields of the monoid (parameters) travel as replicated arguments.
         dynamic, static = eqx.partition(monoid, eqx.is_array)
@@ -114,19 +126,22 @@ class Sharded(AbstractScanMethod):
             else:
                 inclusive = None
                 total = local.total(monoid, chunk)
+            # The D chunk totals, one per device, in time order on every device.
             totals = jax.tree.map(lambda x: lax.all_gather(x, axis), total)
             if what == "total":
-                return Sequential().total(monoid, totals)
+                return Sequential().total(on_elements(monoid), totals)
             me = lax.axis_index(axis)
             if init is not None:
-                states = _loop(monoid.act, init, totals, reverse=reverse, unroll=1, exclusive=True)
-                return local.prefix_act(monoid, chunk, _tree.index(states[1], me), reverse)
-            step = _combine_step(monoid, reverse)
-            starts = _loop(step, monoid.identity(total), totals, reverse=reverse, unroll=1,
-                           exclusive=True)
-            start = _tree.index(starts[1], me)
+                # The state entering this chunk: init acted on by the earlier chunks.
+                states = loop(monoid.act, init, totals, reverse=reverse, unroll=1,
+                              exclusive=True)[1]
+                return local.prefix_act(monoid, chunk, _tree.index(states, me), reverse)
+            starts = loop(combine_step(on_elements(monoid), reverse), monoid.identity(total),
+                          totals, reverse=reverse, unroll=1, exclusive=True)[1]
+            start = _tree.index(starts, me)
             if inclusive is None:
-                return _loop(step, start, chunk, reverse=reverse, unroll=local.unroll)[1]
+                step = combine_step(monoid, reverse)
+                return loop(step, start, chunk, reverse=reverse, unroll=local.unroll)[1]
             if reverse:
                 return jax.vmap(monoid.combine, in_axes=(0, None))(inclusive, start)
             return jax.vmap(monoid.combine, in_axes=(None, 0))(start, inclusive)
@@ -139,8 +154,11 @@ class Sharded(AbstractScanMethod):
             out_specs=time if what == "prefix" else replicated,
             check_vma=False,
         )(dynamic, elems, init)
-        if what == "prefix" and pad:
-            out = _tree.time_slice(self._place(out, replicated), 0, n)
+        if pad:
+            # JAX arrays are split into equal shards only, so the cut result is
+            # replicated (a no-op for Auto axes; Explicit axes need it said).
+            out = self._place(out, replicated)
+            out = _tree.time_slice(out, pad, pad + n) if reverse else _tree.time_slice(out, 0, n)
         return out
 
     def prefix(self, monoid, elems, reverse):
@@ -150,4 +168,14 @@ class Sharded(AbstractScanMethod):
         return self._run(monoid, elems, init, reverse, "prefix")
 
     def total(self, monoid, elems):
-        return self._run(monoid, elems, None, False, "total")
+        # Padding would have to be the identity here, so split instead: the first
+        # multiple of D inputs across the devices, the few left over on one.
+        n = jax.tree.leaves(elems)[0].shape[0]
+        m = n - n % self.num_devices
+        if m == n:
+            return self._run(monoid, elems, None, False, "total")
+        rest = Sequential().total(monoid, _tree.time_slice(elems, m, n))
+        if m == 0:
+            return rest
+        head = self._run(monoid, _tree.time_slice(elems, 0, m), None, False, "total")
+        return monoid.combine(head, rest)
