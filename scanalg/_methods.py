@@ -108,18 +108,54 @@ class AbstractScanMethod(eqx.Module):
     @abc.abstractmethod
     def prefix(self, monoid: AbstractMonoid, elems: PyTree, reverse: bool) -> PyTree:
         r"""Inclusive prefix products $x_1 \otimes\cdots\otimes x_t$ (suffix products
-        $x_t \otimes\cdots\otimes x_T$ when `reverse`), stacked along time."""
+        $x_t \otimes\cdots\otimes x_T$ when `reverse`), stacked along time.
+
+        **Arguments:**
+
+        - `monoid`: the monoid; its `lift` turns each input into an element.
+        - `elems`: the inputs, a pytree of arrays with a leading time axis of length
+          $T \ge 1$.
+        - `reverse`: suffix instead of prefix products.
+
+        **Returns:**
+
+        The $T$ products, stacked along a leading time axis, with the structure of one
+        (lifted) element.
+        """
 
     @abc.abstractmethod
     def total(self, monoid: AbstractMonoid, elems: PyTree) -> PyTree:
-        r"""The product of all elements, $x_1 \otimes\cdots\otimes x_T$."""
+        r"""The product of all elements, $x_1 \otimes\cdots\otimes x_T$.
+
+        **Arguments:**
+
+        - `monoid`: the monoid.
+        - `elems`: the inputs, with a leading time axis of length $T \ge 1$.
+
+        **Returns:**
+
+        A single element (no time axis).
+        """
 
     def prefix_act(
         self, monoid: AbstractMonoid, elems: PyTree, init: PyTree, reverse: bool
     ) -> PyTree:
-        """The states `act(init, prefix_t)`, stacked along time.
+        r"""The states `act(init, prefix_t)`, stacked along time.
 
         The default computes the prefix products and applies each to `init`.
+
+        **Arguments:**
+
+        - `monoid`: a monoid with an `act` lawful in this direction.
+        - `elems`: the inputs, with a leading time axis of length $T \ge 1$.
+        - `init`: the initial state $s$.
+        - `reverse`: carry the state backwards in time.
+
+        **Returns:**
+
+        The states $s \cdot (x_1 \otimes\cdots\otimes x_t)$ (reverse:
+        $s \cdot (x_t \otimes\cdots\otimes x_T)$), stacked along a leading time axis,
+        with the structure of `init`.
         """
         prefixes = self.prefix(monoid, elems, reverse)
         return jax.vmap(monoid.act, in_axes=(None, 0))(init, prefixes)
@@ -127,7 +163,21 @@ class AbstractScanMethod(eqx.Module):
     def resolve(
         self, monoid: AbstractMonoid, elems: PyTree, init: PyTree | None
     ) -> "AbstractScanMethod":
-        """The concrete method to run (only `Auto` chooses; others return `self`)."""
+        """The concrete method to run (only `Auto` chooses; others return `self`).
+
+        Called at trace time, so it may look only at static information: the backend,
+        the shapes and dtypes of `elems` and `init`, and the monoid.
+
+        **Arguments:**
+
+        - `monoid`: the monoid to scan.
+        - `elems`: the inputs, with a leading time axis.
+        - `init`: the initial state, or `None`.
+
+        **Returns:**
+
+        An `AbstractScanMethod` that is not `Auto`.
+        """
         return self
 
 

@@ -42,7 +42,7 @@ class AbstractMonoid(eqx.Module):
 
     @abc.abstractmethod
     def combine(self, earlier: PyTree, later: PyTree) -> PyTree:
-        """Combine two elements, given in time order: `earlier` comes first.
+        r"""Combine two elements, given in time order: `earlier` comes first.
 
         **Arguments:**
 
@@ -51,19 +51,29 @@ class AbstractMonoid(eqx.Module):
 
         **Returns:**
 
-        Their product $\\text{earlier} \\otimes \\text{later}$, with the same structure,
-        shapes and dtypes.
+        Their product $\text{earlier} \otimes \text{later}$, with the same structure,
+        shapes and dtypes. It must be associative:
+        $(a \otimes b) \otimes c = a \otimes (b \otimes c)$.
         """
 
     @abc.abstractmethod
     def identity(self, like: PyTree) -> PyTree:
-        """The neutral element, with the structure, shapes and dtypes of `like`.
+        r"""The neutral element, with the structure, shapes and dtypes of `like`.
 
-        `like` is only used for its shapes and dtypes; its values are arbitrary.
+        **Arguments:**
+
+        - `like`: a single element, used only for its structure, shapes and dtypes
+          (its values are arbitrary).
+
+        **Returns:**
+
+        The element $e$ with $e \otimes a = a = a \otimes e$ for every element $a$ of
+        that shape, e.g. $0$ for a sum, $-\infty$ for a maximum, the identity matrix
+        for a matrix product.
         """
 
     def lift(self, x: PyTree) -> PyTree:
-        """Turn one *input* into an element (optional; the default returns `x`).
+        r"""Turn one *input* into an element (optional; the default returns `x`).
 
         `scan` and `reduce` read their `elems` as inputs and lift each one where it is
         used. A monoid whose elements are large but determined by a small input and
