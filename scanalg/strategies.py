@@ -339,3 +339,98 @@ def sequences(
     return st.tuples(elements, st.lists(elements, min_size=min_length, max_size=max_length)).map(
         stack
     )
+
+
+# ------------------------------------------------------ combinators, DiagonalAffine
+#
+# | monoid | elements | states (for `act`) |
+# |---|---|---|
+# | `Pair(m1, m2)` | `pair_elements(e1, e2)` | `pair_elements(s1, s2)` |
+# | `Struct(monoids)` | `struct_elements(...)` | `struct_elements(...)` |
+# | `Dual(m)` | the elements of `m` | the states of `m` |
+# | `Segmented(m, reset=...)` | `segmented_elements(e)` | the states of `m` |
+# | `Masked(m)` | `masked_elements(e)` | the states of `m` |
+# | `DiagonalAffine` | `diagonal_affine_elements` | `diagonal_affine_states` |
+
+__all__ += [
+    "diagonal_affine_elements",
+    "diagonal_affine_states",
+    "flags",
+    "masked_elements",
+    "pair_elements",
+    "segmented_elements",
+    "struct_elements",
+]
+
+
+def flags() -> st.SearchStrategy[np.ndarray]:
+    """Scalar boolean arrays: the segment and validity flags of `Segmented` and
+    `Masked` elements."""
+    return arrays((), np.bool_)
+
+
+def pair_elements(first: st.SearchStrategy, second: st.SearchStrategy) -> st.SearchStrategy:
+    """Elements (or states) `(x1, x2)` of `Pair(m1, m2)`, from strategies for the
+    elements (or states) of `m1` and `m2`."""
+    return st.tuples(first, second)
+
+
+def struct_elements(strategies: PyTree) -> st.SearchStrategy[PyTree]:
+    """Elements (or states) of `Struct(monoids)`: a pytree of strategies, with the
+    container structure of `monoids` (e.g. `{"a": sum_elements(), "b": max_elements()}`),
+    turned into a strategy of pytrees of that structure."""
+    leaves, treedef = jax.tree.flatten(
+        strategies, is_leaf=lambda x: isinstance(x, st.SearchStrategy)
+    )
+    for leaf in leaves:
+        if not isinstance(leaf, st.SearchStrategy):
+            raise TypeError(f"struct_elements needs a pytree of strategies, got a leaf {leaf!r}.")
+    return st.tuples(*leaves).map(lambda drawn: jax.tree.unflatten(treedef, drawn))
+
+
+def segmented_elements(elements: st.SearchStrategy) -> st.SearchStrategy:
+    """Elements `(flag, x)` of `Segmented(m)`: a boolean segment flag and an element of
+    `m` from `elements`."""
+    return st.tuples(flags(), elements)
+
+
+def masked_elements(elements: st.SearchStrategy) -> st.SearchStrategy:
+    """Elements `(valid, x)` of `Masked(m)`: a validity flag and an element of `m`.
+
+    Invalid elements carry ordinary values from `elements`, which the laws then prove
+    are ignored."""
+    return st.tuples(flags(), elements)
+
+
+def _inexact_arrays(shape: Shape, dtype: Any, bound: float) -> st.SearchStrategy[np.ndarray]:
+    """Real arrays in `[-bound, bound]`, or complex ones with real and imaginary parts
+    there (`arrays` draws no complex numbers)."""
+    dtype = np.dtype(dtype)
+    real = np.finfo(dtype).dtype
+    bound = float(np.asarray(bound, real))  # exactly representable in the dtype
+    if not np.issubdtype(dtype, np.complexfloating):
+        return arrays(shape, dtype, min_value=-bound, max_value=bound)
+    part = arrays(shape, real, min_value=-bound, max_value=bound)
+    return st.tuples(part, part).map(lambda p: (p[0] + 1j * p[1]).astype(dtype))
+
+
+def diagonal_affine_elements(
+    n: int = 3, dtype: Any = np.float64, *, bound: float = 1.0
+) -> st.SearchStrategy[tuple[np.ndarray, np.ndarray]]:
+    r"""Elements `(a, b)` of `DiagonalAffine`: decays $a$ with $|a| \le 1$ (real, or
+    complex inside the unit disc) and inputs $b$ in `[-bound, bound]` (real and
+    imaginary parts), shape `(n,)`, so the recurrence stays bounded."""
+    dtype = np.dtype(dtype)
+    if np.issubdtype(dtype, np.complexfloating):
+        decay = _inexact_arrays((n,), dtype, 0.7)  # |a| < 1
+    else:
+        decay = _inexact_arrays((n,), dtype, 1.0)
+    return st.tuples(decay, _inexact_arrays((n,), dtype, bound))
+
+
+def diagonal_affine_states(
+    n: int = 3, dtype: Any = np.float64, *, bound: float = 1.0
+) -> st.SearchStrategy[np.ndarray]:
+    """States $h$ of `DiagonalAffine`: vectors of length `n`, entries (real and
+    imaginary parts) in `[-bound, bound]`."""
+    return _inexact_arrays((n,), dtype, bound)

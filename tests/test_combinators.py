@@ -4,7 +4,6 @@ what they promise (per-segment scans, ignored invalid elements, reversed scans).
 import functools
 import re
 
-import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,13 +15,6 @@ from scanalg import monoids as M, strategies as S
 from scanalg.laws import check_laws, fold
 
 # ----------------------------------------------------------------------------- cases
-
-flags = S.arrays((), np.bool_)
-
-
-def _diagonal_affine_elements():
-    unit = S.arrays((3,), np.float64, min_value=-1.0, max_value=1.0)
-    return st.tuples(unit, unit)
 
 
 # name -> (monoid, element strategy, state strategy, a fixed state for `reset`)
@@ -47,8 +39,8 @@ BASIC = {
     ),
     "DiagonalAffine": (
         M.DiagonalAffine(),
-        _diagonal_affine_elements(),
-        S.arrays((3,), np.float64, min_value=-1.0, max_value=1.0),
+        S.diagonal_affine_elements(3),
+        S.diagonal_affine_states(3),
         np.array([1.0, 0.0, -1.0]),
     ),
 }
@@ -65,24 +57,28 @@ def combinator_case(kind, name):
     """(monoid, elements, states) for a combinator around the basic monoid `name`."""
     m, elements, states, reset = BASIC[name]
     if kind == "Pair":
-        return M.Pair(m, m), st.tuples(elements, elements), st.tuples(states, states)
+        return (
+            M.Pair(m, m),
+            S.pair_elements(elements, elements),
+            S.pair_elements(states, states),
+        )
     if kind == "Struct":
         monoid = M.Struct((m, (m,)))
         return (
             monoid,
-            st.tuples(elements, st.tuples(elements)),
-            st.tuples(states, st.tuples(states)),
+            S.struct_elements((elements, (elements,))),
+            S.struct_elements((states, (states,))),
         )
     if kind == "Dual":
         return M.Dual(m), elements, states
     if kind == "Segmented":
         return (
             M.Segmented(m, reset=reset, boundary=_boundary(m)),
-            st.tuples(flags, elements),
+            S.segmented_elements(elements),
             states,
         )
     if kind == "Masked":
-        return M.Masked(m), st.tuples(flags, elements), states
+        return M.Masked(m), S.masked_elements(elements), states
     raise ValueError(kind)
 
 
@@ -126,7 +122,7 @@ def test_segmented_without_reset_is_lawful_without_action():
     m, elements, _, _ = BASIC["Affine"]
     monoid = M.Segmented(m)
     assert monoid.action_direction is None
-    check_laws(monoid, st.tuples(flags, elements), laws=NO_ACTION_LAWS, max_examples=8)
+    check_laws(monoid, S.segmented_elements(elements), laws=NO_ACTION_LAWS, max_examples=8)
 
 
 def test_check_laws_catches_a_wrong_combinator():
@@ -143,7 +139,7 @@ def test_check_laws_catches_a_wrong_combinator():
     with pytest.raises(scanalg.laws.LawViolation, match="action_compatibility"):
         check_laws(
             wrong,
-            st.tuples(flags, elements),
+            S.segmented_elements(elements),
             states=states,
             laws=["action_compatibility"],
             max_examples=50,

@@ -1,6 +1,5 @@
 """DiagonalAffine: the diagonal linear recurrence h_t = a_t * h_{t-1} + b_t."""
 
-import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,24 +24,12 @@ def _loop(a, b, h0):
     return jax.lax.scan(step, h0, (a, b))[1]
 
 
-def _complex_arrays(shape, bound):
-    part = S.arrays(shape, np.float64, min_value=-bound, max_value=bound)
-    return st.tuples(part, part).map(lambda p: p[0] + 1j * p[1])
-
-
 @pytest.mark.parametrize("dtype", ["float64", "complex128"])
 def test_laws(dtype):
-    if dtype == "float64":
-        unit = S.arrays((N,), np.float64, min_value=-1.0, max_value=1.0)
-        elements, states = st.tuples(unit, unit), unit
-    else:
-        # |a| <= 1 so that products stay bounded.
-        unit = _complex_arrays((N,), 0.7)
-        elements, states = st.tuples(unit, unit), unit
     check_laws(
         DiagonalAffine(),
-        elements,
-        states=states,
+        S.diagonal_affine_elements(N, dtype),
+        states=S.diagonal_affine_states(N, dtype),
         methods=(scanalg.Sequential(), scanalg.Parallel(), scanalg.Blocked(block_size=2)),
         max_examples=10,
         max_length=5,
