@@ -32,12 +32,14 @@ from ._scan import scan
 from .monoids._basic import Affine
 from .monoids._combinators import Dual
 from .monoids._gaussian import (
+    FilterElement,
     FilterState,
     KalmanFilter,
     RTSSmoother,
     SmootherElement,
     SmootherState,
-    kalman_filter_elements,
+    filter_element,
+    filter_gain,
     rts_smoother_elements,
 )
 
@@ -217,20 +219,37 @@ def _read(x: Any, name: str, shapes: list[tuple[int, ...]], dtype) -> tuple[Arra
     raise ValueError(f"`{name}` must have shape {wants}; got shape {_shape_str(shape)}.")
 
 
+def _concrete(x: Any) -> np.ndarray | None:
+    """`x` as a NumPy array if its value is known at trace time, else None."""
+    try:
+        return np.asarray(x)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return None
+
+
+def _check(x: Array, bad: Any, message: str) -> Array:
+    """Raise `ValueError(message)` if `bad` is known to be true now; if it is only
+    known at run time, attach an `eqx.error_if` to `x`. Returns `x`."""
+    concrete = _concrete(bad)
+    if concrete is None:
+        return eqx.error_if(x, bad, message)
+    if bool(concrete):
+        raise ValueError(message)
+    return x
+
+
 def _check_symmetric(x: Array, name: str) -> Array:
-    """Raise (ValueError when concrete, `eqx.error_if` under tracing) if `x` is not
-    symmetric up to rounding; return its symmetric part."""
+    """Check that `x` is symmetric up to rounding; return its symmetric part."""
     xt = jnp.swapaxes(x, -1, -2)
     tol = 1000 * jnp.finfo(x.dtype).eps
-    msg = f"`{name}` must be symmetric (a covariance matrix)."
-    if isinstance(x, jax.core.Tracer):
-        bad = jnp.max(jnp.abs(x - xt), initial=0) > tol * jnp.max(jnp.abs(x), initial=0)
-        x = eqx.error_if(x, bad, msg)
+    value = _concrete(x)
+    if value is not None:  # decide with NumPy: jnp would be staged under jit
+        bad = np.max(np.abs(value - np.swapaxes(value, -1, -2)), initial=0) > float(tol) * np.max(
+            np.abs(value), initial=0
+        )
     else:
-        xn = np.asarray(x)
-        err = np.max(np.abs(xn - np.swapaxes(xn, -1, -2)), initial=0)
-        if err > float(tol) * np.max(np.abs(xn), initial=0):
-            raise ValueError(msg[:-1] + f"; it differs from its transpose by up to {err:.3g}.")
+        bad = jnp.max(jnp.abs(x - xt), initial=0) > tol * jnp.max(jnp.abs(x), initial=0)
+    x = _check(x, bad, f"`{name}` must be symmetric (a covariance matrix).")
     return 0.5 * (x + xt)
 
 
@@ -306,14 +325,17 @@ def _model(params: Any, emissions: Any, inputs: Any) -> _Model:
     c, c_tv = offset(dyn.bias, dyn.input_weights, "dynamics", n)
     r, _ = offset(emi.bias, emi.input_weights, "emissions", k)
     y = jnp.asarray(emissions, dtype)
-    missing = jnp.isnan(y)
-    observed = ~jnp.all(missing, axis=1)
-    partial = jnp.any(missing & observed[:, None])
+    value = _concrete(emissions)
+    if value is not None:
+        nan = np.isnan(np.asarray(value, dtype))
+        partial = bool(np.any(nan.any(axis=1) & ~nan.all(axis=1)))
+        observed = jnp.asarray(~nan.all(axis=1))
+    else:
+        missing = jnp.isnan(y)
+        observed = ~jnp.all(missing, axis=1)
+        partial = jnp.any(missing & observed[:, None])
     msg = "`emissions` rows must be all NaN (missing) or have no NaN; got a partly NaN row."
-    if isinstance(y, jax.core.Tracer):
-        y = eqx.error_if(y, partial, msg)
-    elif bool(partial):
-        raise ValueError(msg)
+    y = _check(y, partial, msg)
     y = jnp.where(observed[:, None], y - r, 0)
     return _Model(
         m0=m0,
@@ -329,10 +351,6 @@ def _model(params: Any, emissions: Any, inputs: Any) -> _Model:
     )
 
 
-def _concat_first(first, rest):
-    return jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, rest)
-
-
 def _index(x: Array, tv: bool, t: int) -> Array:
     return x[t] if tv else x
 
@@ -342,33 +360,50 @@ def _index(x: Array, tv: bool, t: int) -> Array:
 # ---------------------------------------------------------------------------
 
 
-def _filter(model: _Model, method) -> FilterState:
-    """Filtered means, covariances and running log-likelihoods."""
-    md = model
-    first = kalman_filter_elements(
-        jnp.zeros_like(md.P0),
-        md.m0,
-        md.P0,
-        _index(md.H, md.tv["H"], 0),
-        _index(md.R, md.tv["R"], 0),
-        md.y[0],
-        md.observed[0],
+def _filter_elements(md: _Model) -> FilterElement:
+    """All $T$ filtering elements. The observation-independent halves (`filter_gain`)
+    are computed for the first step ($F = 0$, $c = m_0$, $Q = P_0$) and the fixed
+    later steps once (or per step, if any of $F, Q, H, R$ varies in time)."""
+    T = md.y.shape[0]
+    any_tv = any(md.tv[name] for name in "FQHR")
+    length = T if any_tv else 2
+
+    def stack(name, first):
+        x = getattr(md, name)
+        if md.tv[name]:
+            rest = x[1:]
+        else:
+            rest = jnp.broadcast_to(x, (length - 1, *x.shape))
+        return jnp.concatenate([first[None], rest])
+
+    H0, R0 = _index(md.H, md.tv["H"], 0), _index(md.R, md.tv["R"], 0)
+    gains = jax.vmap(filter_gain)(
+        stack("F", jnp.zeros_like(md.P0)), stack("Q", md.P0), stack("H", H0), stack("R", R0)
     )
-    names = ("F", "c", "Q", "H", "R", "y", "observed")
-    if md.y.shape[0] > 1:
-        rest = jax.vmap(kalman_filter_elements, in_axes=tuple(md.axis(n) for n in names))(
-            *(md.at(n, 1) for n in names)
-        )
-        elems = _concat_first(first, rest)
-    else:
-        elems = jax.tree.map(lambda a: a[None], first)
+    c = (
+        stack("c", md.m0)
+        if md.tv["c"]
+        else jnp.concatenate([md.m0[None], jnp.broadcast_to(md.c, (T - 1, *md.c.shape))])
+    )
+    if any_tv:
+        return jax.vmap(filter_element)(gains, c, md.y, md.observed)
+
+    def element(first, c, y, observed):
+        gain = jax.tree.map(lambda g: jnp.where(first, g[0], g[1]), gains)
+        return filter_element(gain, c, y, observed)
+
+    return jax.vmap(element)(jnp.arange(T) == 0, c, md.y, md.observed)
+
+
+def _filter(md: _Model, method) -> FilterState:
+    """Filtered means, covariances and running log-likelihoods."""
     n = md.m0.shape[0]
     init = FilterState(
         mean=jnp.zeros((n,), md.m0.dtype),
         cov=jnp.zeros((n, n), md.m0.dtype),
         loglik=jnp.zeros((), md.m0.dtype),
     )
-    return scan(KalmanFilter(), elems, init=init, method=method)
+    return scan(KalmanFilter(), _filter_elements(md), init=init, method=method)
 
 
 def _predict(model: _Model, means: Array, covs: Array) -> tuple[Array, Array]:

@@ -95,10 +95,17 @@ def _mm(a: Float[Array, "n m"], b: Float[Array, "m ..."]) -> Float[Array, "n ...
     return jnp.sum(a[:, :, None] * b[None, :, :], axis=1)
 
 
-def _inv_logdet(M: Float[Array, "n n"]) -> tuple[Float[Array, "n n"], Float[Array, ""]]:
-    r"""$M^{-1}$ and $\log\lvert\det M\rvert$ (partial pivoting)."""
+def _inv_logdet(
+    M: Float[Array, "n n"], fused: bool
+) -> tuple[Float[Array, "n n"], Float[Array, ""]]:
+    r"""$M^{-1}$ and $\log\lvert\det M\rvert$, with partial pivoting.
+
+    `fused`: by unrolled Gauss-Jordan elimination (for one small matrix inside a
+    loop); otherwise by LAPACK (for batches under `vmap`, where the pivot
+    selection of Gauss-Jordan would become gathers).
+    """
     n = M.shape[-1]
-    if n > _SMALL:
+    if not fused or n > _SMALL:
         lu, _, perm = jax.lax.linalg.lu(M)
         eye = _eye_like(M)
         inv = jax.lax.linalg.triangular_solve(
@@ -121,8 +128,23 @@ def _inv_logdet(M: Float[Array, "n n"]) -> tuple[Float[Array, "n n"], Float[Arra
     return aug[:, n:], logdet
 
 
+def _psd_inv_logdet(S: Float[Array, "k k"]) -> tuple[Float[Array, "k k"], Float[Array, ""]]:
+    r"""$S^{-1}$ (symmetrised) and $\log\det S$ of a positive definite $S$, by Cholesky.
+
+    An explicit inverse, so that its uses are matrix products: with a fixed $S$ and
+    batched right-hand sides this is one factorisation instead of one solve per step.
+    """
+    L = jnp.linalg.cholesky(S)
+    inv = jsl.cho_solve((L, True), _eye_like(S))
+    return symmetrize(inv), 2 * jnp.sum(jnp.log(jnp.diagonal(L)))
+
+
 def _absorb(
-    b: Float[Array, " n"], C: Float[Array, "n n"], eta: Float[Array, " n"], J: Float[Array, "n n"]
+    b: Float[Array, " n"],
+    C: Float[Array, "n n"],
+    eta: Float[Array, " n"],
+    J: Float[Array, "n n"],
+    fused: bool,
 ):
     r"""Condition $\mathcal{N}(x \mid b, C)$ on the potential
     $\exp(\eta^\top x - \tfrac12 x^\top J x)$.
@@ -136,7 +158,7 @@ def _absorb(
 
     none of which needs $C^{-1}$ (so $C$ may be singular, as in the identity).
     """
-    M_inv, logdet = _inv_logdet(_eye_like(C) + _mm(C, J))
+    M_inv, logdet = _inv_logdet(_eye_like(C) + _mm(C, J), fused)
     u = _mm(M_inv, b)
     v = u + _mm(M_inv, _mm(C, eta))
     lognorm = -0.5 * logdet + 0.5 * (eta @ v) + 0.5 * ((eta - _mm(J, b)) @ u)
@@ -172,7 +194,7 @@ class KalmanFilter(AbstractMonoid):
 
     def combine(self, earlier: FilterElement, later: FilterElement) -> FilterElement:
         e, la = earlier, later
-        M_inv, v, lognorm = _absorb(e.b, e.C, la.eta, la.J)
+        M_inv, v, lognorm = _absorb(e.b, e.C, la.eta, la.J, fused=False)
         X = _mm(la.A, M_inv)  # A_2 M^{-1}
         Y = _mm(M_inv, e.A)  # M^{-1} A_1
         return FilterElement(
@@ -195,7 +217,7 @@ class KalmanFilter(AbstractMonoid):
         )
 
     def act(self, state: FilterState, element: FilterElement) -> FilterState:
-        M_inv, v, lognorm = _absorb(state.mean, state.cov, element.eta, element.J)
+        M_inv, v, lognorm = _absorb(state.mean, state.cov, element.eta, element.J, fused=True)
         X = _mm(element.A, M_inv)
         return FilterState(
             mean=_mm(element.A, v) + element.b,
@@ -204,30 +226,113 @@ class KalmanFilter(AbstractMonoid):
         )
 
 
+class FilterGain(eqx.Module):
+    """The part of a filtering element that does not depend on the observation or
+    the offset (see `filter_gain`)."""
+
+    A: Float[Array, "*T n n"]
+    C: Float[Array, "*T n n"]
+    J: Float[Array, "*T n n"]
+    K: Float[Array, "*T n k"]
+    H: Float[Array, "*T k n"]
+    HFS: Float[Array, "*T n k"]
+    S_inv: Float[Array, "*T k k"]
+    logdet: Float[Array, "*T"]
+    F: Float[Array, "*T n n"]
+    Q: Float[Array, "*T n n"]
+
+
+def filter_gain(
+    F: Float[Array, "n n"],
+    Q: Float[Array, "n n"],
+    H: Float[Array, "k n"],
+    R: Float[Array, "k k"] | Float[Array, " k"],
+) -> FilterGain:
+    r"""The observation-independent part of a filtering element.
+
+    With $S = H Q H^\top + R$ and $K = Q H^\top S^{-1}$: $A = (I - K H) F$,
+    $C = (I - KH) Q (I - KH)^\top + K R K^\top$ (Joseph form: positive semi-definite
+    in low precision), $J = (HF)^\top S^{-1} H F$. For fixed parameters it is
+    computed once, not once per time step.
+
+    **Arguments:** as for `kalman_filter_elements`.
+    """
+    diag = R.ndim == 1
+    HQ = _mm(H, Q)
+    S_inv, logdet = _psd_inv_logdet(_mm(HQ, H.T) + (jnp.diag(R) if diag else R))
+    K = _mm(HQ.T, S_inv)
+    I_KH = _eye_like(Q) - _mm(K, H)
+    KRK = _mm(K * R, K.T) if diag else _mm(_mm(K, R), K.T)
+    HFS = _mm(_mm(H, F).T, S_inv)
+    return FilterGain(
+        A=_mm(I_KH, F),
+        C=symmetrize(_mm(_mm(I_KH, Q), I_KH.T) + KRK),
+        J=symmetrize(_mm(HFS, _mm(H, F))),
+        K=K,
+        H=H,
+        HFS=HFS,
+        S_inv=S_inv,
+        logdet=logdet,
+        F=F,
+        Q=Q,
+    )
+
+
+def filter_element(
+    gain: FilterGain, c: Float[Array, " n"], y: Float[Array, " k"], observed: Bool[Array, ""]
+) -> FilterElement:
+    r"""A filtering element from its `FilterGain` and the step's offset and observation.
+
+    With the innovation $e = y - H c$: $b = c + K e$, $\eta = (HF)^\top S^{-1} e$,
+    $\ell = \log \mathcal{N}(e \mid 0, S)$. When `observed` is false the element only
+    predicts: $(F, c, Q, 0, 0, 0)$.
+    """
+    e = y - _mm(gain.H, c)
+    S_inv_e = _mm(gain.S_inv, e)
+    log2pi = jnp.log(2 * jnp.pi).astype(y.dtype)
+    loglik = -0.5 * (e @ S_inv_e) - 0.5 * gain.logdet - 0.5 * y.shape[-1] * log2pi
+    obs = FilterElement(
+        A=gain.A,
+        b=c + _mm(gain.K, e),
+        C=gain.C,
+        eta=_mm(gain.HFS, e),
+        J=gain.J,
+        loglik=loglik,
+    )
+    miss = FilterElement(
+        A=gain.F,
+        b=c,
+        C=gain.Q,
+        eta=jnp.zeros_like(c),
+        J=jnp.zeros_like(gain.Q),
+        loglik=jnp.zeros_like(loglik),
+    )
+    return jax.tree.map(lambda o, m: jnp.where(observed, o, m), obs, miss)
+
+
 def kalman_filter_elements(
-    F: Float[Array, "*T n n"],
-    c: Float[Array, "*T n"],
-    Q: Float[Array, "*T n n"],
-    H: Float[Array, "*T k n"],
-    R: Float[Array, "*T k k"] | Float[Array, "*T k"],
-    y: Float[Array, "*T k"],
-    observed: Bool[Array, "*T"],
+    F: Float[Array, "n n"],
+    c: Float[Array, " n"],
+    Q: Float[Array, "n n"],
+    H: Float[Array, "k n"],
+    R: Float[Array, "k k"] | Float[Array, " k"],
+    y: Float[Array, " k"],
+    observed: Bool[Array, ""],
 ) -> FilterElement:
     r"""The filtering element of one time step (vmap it over time).
 
     For $z_t \mid z_{t-1} \sim \mathcal{N}(F z_{t-1} + c, Q)$ and the observation
     $y = H z_t + \varepsilon$, $\varepsilon \sim \mathcal{N}(0, R)$ (offsets already
-    subtracted from `y`), with $S = H Q H^\top + R = L_S L_S^\top$,
-    $K = Q H^\top S^{-1}$ and the innovation $e = y - H c$:
+    subtracted from `y`), with $S = H Q H^\top + R$, $K = Q H^\top S^{-1}$ and the
+    innovation $e = y - H c$:
 
     $$A = (I - K H) F,\quad b = c + K e,\quad
       C = (I - KH) Q (I - KH)^\top + K R K^\top,\quad
-      \eta = (L_S^{-1} H F)^\top L_S^{-1} e,\quad J = (L_S^{-1} H F)^\top L_S^{-1} H F,$$
+      \eta = (H F)^\top S^{-1} e,\quad J = (H F)^\top S^{-1} H F,$$
 
-    and $\ell = \log \mathcal{N}(e \mid 0, S)$. ($C$ in Joseph form and $J$ as a Gram
-    matrix stay positive semi-definite in low precision.) The first step uses
-    $F = 0$, $c = m_0$, $Q = P_0$. When `observed` is false the element only
-    predicts: $(F, c, Q, 0, 0, 0)$.
+    and $\ell = \log \mathcal{N}(e \mid 0, S)$. The first step uses $F = 0$,
+    $c = m_0$, $Q = P_0$. When `observed` is false the element only predicts:
+    $(F, c, Q, 0, 0, 0)$. (`filter_gain` and `filter_element` are its two halves.)
 
     **Arguments:**
 
@@ -241,38 +346,7 @@ def kalman_filter_elements(
 
     A `FilterElement`.
     """
-    diag = R.ndim == 1
-    S = H @ Q @ H.T + (jnp.diag(R) if diag else R)
-    L_S = jnp.linalg.cholesky(S)
-    HQ = H @ Q
-    K = jsl.cho_solve((L_S, True), HQ).T
-    e = y - H @ c
-    I_KH = _eye_like(Q) - K @ H
-    KRK = (K * R) @ K.T if diag else K @ R @ K.T
-    W = jsl.solve_triangular(L_S, H @ F, lower=True)
-    w = jsl.solve_triangular(L_S, e, lower=True)
-    loglik = (
-        -0.5 * (w @ w)
-        - jnp.sum(jnp.log(jnp.diagonal(L_S)))
-        - 0.5 * y.shape[-1] * jnp.log(2 * jnp.pi).astype(y.dtype)
-    )
-    obs = FilterElement(
-        A=I_KH @ F,
-        b=c + K @ e,
-        C=symmetrize(I_KH @ Q @ I_KH.T + KRK),
-        eta=W.T @ w,
-        J=symmetrize(W.T @ W),
-        loglik=loglik,
-    )
-    miss = FilterElement(
-        A=F,
-        b=c,
-        C=Q,
-        eta=jnp.zeros_like(c),
-        J=jnp.zeros_like(Q),
-        loglik=jnp.zeros_like(loglik),
-    )
-    return jax.tree.map(lambda o, m: jnp.where(observed, o, m), obs, miss)
+    return filter_element(filter_gain(F, Q, H, R), c, y, observed)
 
 
 # ---------------------------------------------------------------------------
