@@ -19,7 +19,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _tree
-from ._methods import AbstractScanMethod, Auto, Blocked, Parallel, Sequential, as_method
+from ._methods import (
+    AbstractScanMethod,
+    Auto,
+    Blocked,
+    Parallel,
+    Sequential,
+    as_method,
+    element_like,
+)
 from ._monoid import AbstractMonoid, has_act, supports_direction
 from ._scan import check_signatures, scan
 
@@ -33,6 +41,17 @@ default_methods: tuple[AbstractScanMethod, ...] = (
     Blocked(block_size=2),
     Auto(),
 )
+
+
+def acts(monoid: AbstractMonoid) -> bool:
+    """Whether `monoid` has a lawful `act` (combinators report `action_direction=None`
+    when the monoid they wrap has none)."""
+    return has_act(monoid) and getattr(monoid, "action_direction", None) is not None
+
+
+def lifts(monoid: AbstractMonoid) -> bool:
+    """Whether `monoid` overrides `lift` (its scan inputs may differ from elements)."""
+    return type(monoid).lift is not AbstractMonoid.lift
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,8 +68,9 @@ class Law:
     - `equation`: the equation, printable, e.g.
       `"combine(combine(a, b), c) == combine(a, combine(b, c))"`.
     - `draws`: the inputs, in call order, as `(name, kind)` pairs where kind is
-      `"element"`, `"state"` or `"sequence"` (elements stacked along time). A
-      `"state"` input of a law that does not need `act` is optional (`None` = no state).
+      `"element"`, `"state"` or `"sequence"` (scan inputs stacked along time; for a
+      monoid without `lift` these are elements). A `"state"` input of a law that does
+      not need `act` is optional (`None` = no state).
     - `fn`: the function `fn(monoid, *inputs, **options) -> (lhs, rhs)`.
     - `needs_act`: whether the law is about `act` (checked only when it is defined).
     - `options`: keyword options `check_laws` forwards to `fn` (e.g. `"methods"`).
@@ -73,7 +93,7 @@ class Law:
 
     def applies_to(self, monoid: AbstractMonoid) -> bool:
         """Whether the law is meaningful for `monoid` (action laws need `act`)."""
-        return has_act(monoid) or not self.needs_act
+        return acts(monoid) or not self.needs_act
 
     def equation_for(self, monoid: AbstractMonoid) -> str:
         """The equation as it is checked for `monoid` (action laws depend on its
@@ -130,6 +150,13 @@ def _stack(items: list, like: PyTree) -> PyTree:
     return jax.tree.map(lambda *xs: jnp.stack(xs), *items)
 
 
+def _stack_on_host(items: list, like: PyTree) -> PyTree:
+    """`_stack` for concrete arrays, in NumPy (no compilation per length)."""
+    if not items:
+        return _stack(items, like)
+    return jax.tree.map(lambda *xs: jnp.asarray(np.stack([np.asarray(x) for x in xs])), *items)
+
+
 def fold(
     monoid: AbstractMonoid,
     xs: PyTree,
@@ -141,15 +168,17 @@ def fold(
     r"""The reference for `scanalg.scan`: a plain fold, one element at a time.
 
     A Python loop over time (unrolled under `jit`), independent of every scan method.
-    Forward without `init`: $y_0 = x_0$, $y_t = y_{t-1} \otimes x_t$; reverse:
-    $y_{T-1} = x_{T-1}$, $y_t = x_t \otimes y_{t+1}$; with `init` $s$ the states
+    With $x_t$ = `monoid.lift` of the $t$-th input: forward without `init`:
+    $y_0 = x_0$, $y_t = y_{t-1} \otimes x_t$; reverse: $y_{T-1} = x_{T-1}$,
+    $y_t = x_t \otimes y_{t+1}$; with `init` $s$ the states
     $s_t = $ `act`$(s_{t\mp1}, x_t)$ starting from $s$. `exclusive` records the value
     before each step (the identity, or $s$, at the start).
 
     **Arguments:**
 
     - `monoid`: the monoid.
-    - `xs`: elements stacked along a leading time axis.
+    - `xs`: inputs (elements, for monoids without `lift`) stacked along a leading
+      time axis.
     - `init`, `reverse`, `exclusive`: as for `scanalg.scan`.
 
     **Returns:**
@@ -158,7 +187,7 @@ def fold(
     should return.
     """
     n = jax.tree.leaves(xs)[0].shape[0]
-    like = _tree.like_element(xs)
+    like = element_like(monoid, xs)
     order = range(n - 1, -1, -1) if reverse else range(n)
     if init is None:
         carry = monoid.identity(like)  # only ever returned by exclusive scans
@@ -166,7 +195,7 @@ def fold(
         carry = init
     before, after = {}, {}
     for i, t in enumerate(order):
-        x = _tree.index(xs, t)
+        x = monoid.lift(_tree.index(xs, t))
         before[t] = carry
         if init is not None:
             carry = monoid.act(carry, x)
@@ -399,8 +428,23 @@ def _sides(lhs: PyTree, rhs: PyTree) -> list[tuple[str | None, PyTree, PyTree]]:
     return [(None, lhs, rhs)]
 
 
-def _failing(equal: Callable, lhs: PyTree, rhs: PyTree) -> list[tuple[str | None, PyTree, PyTree]]:
-    return [(k, a, b) for k, a, b in _sides(lhs, rhs) if not bool(equal(a, b))]
+def has_nan(tree: PyTree) -> bool:
+    """Whether any inexact leaf of `tree` contains a NaN."""
+    return any(
+        jnp.issubdtype(x.dtype, jnp.inexact) and bool(np.any(np.isnan(np.asarray(x))))
+        for x in jax.tree.leaves(tree)
+    )
+
+
+def _failing(
+    equal: Callable, lhs: PyTree, rhs: PyTree, forbid_nan: bool
+) -> list[tuple[str | None, PyTree, PyTree]]:
+    """The cases whose sides differ (or, with `forbid_nan`, contain a NaN)."""
+    return [
+        (k, a, b)
+        for k, a, b in _sides(lhs, rhs)
+        if not bool(equal(a, b)) or (forbid_nan and has_nan((a, b)))
+    ]
 
 
 # ------------------------------------------------------------------------ checking
@@ -428,7 +472,7 @@ class LawViolation(AssertionError):
 def _pad_with_identity(monoid, xs, n):
     """Replace the elements at positions `>= n` by the identity."""
     length = jax.tree.leaves(xs)[0].shape[0]
-    ident = monoid.identity(_tree.like_element(xs))
+    ident = monoid.identity(_tree.like_element(xs))  # inputs are elements here
     keep = jnp.arange(length) < n
 
     def pad(x, e):
@@ -473,7 +517,7 @@ _pad = eqx.filter_jit(_pad_with_identity)
 
 def _signature(tree: PyTree):
     leaves, treedef = jax.tree.flatten(tree)
-    return treedef, tuple((jnp.shape(x), jax.dtypes.canonicalize_dtype(x.dtype)) for x in leaves)
+    return treedef, tuple((tuple(x.shape), jax.dtypes.canonicalize_dtype(x.dtype)) for x in leaves)
 
 
 def _as_arrays(tree: PyTree, like: PyTree | None, what: str, strategy_name: str) -> PyTree:
@@ -508,7 +552,7 @@ def _monoid_name(monoid) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-def _violation(monoid, law, inputs, notes, lhs, rhs, failing, equality) -> LawViolation:
+def _violation(monoid, law, inputs, notes, lhs, rhs, failing, equality, forbid_nan) -> LawViolation:
     name = _monoid_name(monoid)
     lines = [
         f"{name} violates the law `{law.name}`:",
@@ -534,6 +578,8 @@ def _violation(monoid, law, inputs, notes, lhs, rhs, failing, equality) -> LawVi
         _, a, b = failing[0]
         lines += ["", "Both sides:"]
     size, description = _error_size(a, b)
+    if forbid_nan and has_nan((a, b)):
+        description += "; a NaN appears although no input is NaN"
     error = max(error, size)
     lines += [_format_tree("lhs", a), _format_tree("rhs", b), "", f"Error: {description}."]
     lines.append(equality)
@@ -580,6 +626,7 @@ def check_laws(
     elements,
     *,
     states=None,
+    inputs=None,
     laws: Sequence[Law | str] | None = None,
     methods: Sequence[AbstractScanMethod | str] = default_methods,
     max_examples: int | None = None,
@@ -596,9 +643,11 @@ def check_laws(
     `action_compatibility` (in its `action_direction`); finally
     `scan_agrees_with_fold`: every method in `methods`, forward and reverse,
     inclusive and exclusive (and with `init` when `act` is defined), equals a plain
-    fold. For that law Hypothesis draws a sequence of $n \le$ `max_length` elements,
-    padded with `identity` to length `max_length`, so that each law compiles once per
-    shape. Laws are checked in that order and the first one that fails is reported.
+    fold (`scanalg.laws.fold`). For that law Hypothesis draws a sequence of
+    $n \le$ `max_length` elements, padded with `identity` to length `max_length`, so
+    that every law compiles once per shape. (Given `inputs`, it draws exactly
+    `max_length` inputs instead.) Laws are checked in that order and the first one
+    that fails is reported.
 
     Works the same inside pytest and in a plain script. Hypothesis's active settings
     profile is respected (e.g. `max_examples`, `phases`), except that runs are
@@ -610,6 +659,9 @@ def check_laws(
     - `elements`: a Hypothesis strategy for single elements (pytrees of arrays with
       one fixed structure, shapes and dtypes), e.g. from `scanalg.strategies`.
     - `states`: a strategy for states, needed when the monoid defines `act`.
+    - `inputs`: for a monoid whose `lift` turns small inputs into elements, a strategy
+      for those inputs, which `scan_agrees_with_fold` then scans. By default it scans
+      elements drawn from `elements` (fine when `lift` maps elements to elements).
 
     **Other arguments:**
 
@@ -618,8 +670,10 @@ def check_laws(
     - `max_examples`: examples per law; default the active Hypothesis profile's.
     - `max_length`: the (padded) sequence length of `scan_agrees_with_fold`.
     - `equal`: `equal(lhs, rhs) -> bool` to compare the sides. Default
-      `scanalg.laws.allclose`: exact for integer leaves, a tolerance from the dtype
-      for floating ones.
+      `scanalg.laws.allclose` (exact for integer leaves, a tolerance from the dtype
+      for floating ones), and then a NaN in a law's result fails the law unless one
+      of its inputs is NaN: never a silent NaN. Pass `equal=scanalg.laws.allclose`
+      to let NaN equal NaN.
     - `rtol`, `atol`: tolerances for the default `equal`.
     - `derandomize`: derandomize Hypothesis (the default); `None` follows the profile.
 
@@ -642,8 +696,9 @@ def check_laws(
         )
     if not isinstance(elements, st.SearchStrategy):
         raise TypeError(f"`elements` must be a Hypothesis strategy, got {elements!r}.")
-    if states is not None and not isinstance(states, st.SearchStrategy):
-        raise TypeError(f"`states` must be a Hypothesis strategy or None, got {states!r}.")
+    for name, strategy in (("states", states), ("inputs", inputs)):
+        if strategy is not None and not isinstance(strategy, st.SearchStrategy):
+            raise TypeError(f"`{name}` must be a Hypothesis strategy or None, got {strategy!r}.")
     if equal is not None and (rtol is not None or atol is not None):
         raise ValueError("Pass either `equal` or `rtol`/`atol`, not both.")
     if not (isinstance(max_length, int) and max_length >= 0):
@@ -656,7 +711,9 @@ def check_laws(
             "Hypothesis strategy for states) to check the action laws; or pass `laws=` "
             "without them."
         )
-    use_states = states is not None and has_act(monoid)
+    use_states = states is not None and acts(monoid)
+    # The default equality also fails a law whose sides contain a NaN that no input had.
+    strict_nan = equal is None
     if equal is None:
         equal = functools.partial(allclose, rtol=rtol, atol=atol)
 
@@ -680,6 +737,26 @@ def check_laws(
     like = _as_arrays(template(elements), None, "", "elements")
     state_like = _as_arrays(template(states), None, "", "states") if use_states else None
     check_signatures(monoid, like, state_like)
+    # Sequences for `scan_agrees_with_fold`: elements padded with the identity, or
+    # exactly `max_length` of the given inputs (inputs cannot be padded).
+    padded = inputs is None
+    sequence_like, sequence_name = like, "elements"
+    if not padded:
+        sequence_like, sequence_name = _as_arrays(template(inputs), None, "", "inputs"), "inputs"
+    if any(kind == "sequence" for law in selected for _, kind in law.draws):
+        try:
+            lifted = jax.eval_shape(monoid.lift, sequence_like)
+        except Exception as e:
+            lifted, why = None, f"fails on {_tree.describe(sequence_like)} ({type(e).__name__})"
+        else:
+            why = f"turns {_tree.describe(sequence_like)} into {_tree.describe(lifted)}"
+        if lifted is None or _signature(lifted) != _signature(like):
+            problem = (
+                f"{type(monoid).__name__}.lift {why}, but elements are {_tree.describe(like)}."
+            )
+            if padded:
+                raise ValueError(f"{problem} Pass `inputs=`, a strategy for what `scan` takes.")
+            raise TypeError(f"{problem} `inputs` must draw what `scan` takes for this monoid.")
 
     for law in selected:
         strategies, prepare = [], []
@@ -693,45 +770,50 @@ def check_laws(
                     lambda x: None if x is None else _as_arrays(x, state_like, "a state", "states")
                 )
             elif kind == "sequence":
-                strategies.append(st.lists(elements, max_size=max_length))
+                least = 0 if padded else max_length
+                strategies.append(
+                    st.lists(elements if padded else inputs, min_size=least, max_size=max_length)
+                )
                 prepare.append(None)
             else:  # pragma: no cover
                 raise ValueError(f"Unknown kind {kind!r} of input {arg!r} of {law.name}.")
         options = tuple((k, methods) for k in law.options if k == "methods")
 
         def evaluate(drawn, law=law, prepare=prepare, options=options):
-            inputs, n = [], None
+            args, n = [], None
             for value, fix in zip(drawn, prepare):
                 if fix is not None:
-                    inputs.append(fix(value))
+                    args.append(fix(value))
                     continue
-                items = [_as_arrays(x, like, "an element", "elements") for x in value]
-                items += [like] * (max_length - len(items))  # overwritten by the identity
-                inputs.append(_stack(items, like))
-                n = jnp.asarray(len(value))
-            lhs, rhs = _evaluate(law, monoid, tuple(inputs), n, options)
-            return inputs, n, lhs, rhs
+                items = [_as_arrays(x, sequence_like, "a value", sequence_name) for x in value]
+                if padded:
+                    items += [like] * (max_length - len(items))  # overwritten by the identity
+                    n = jnp.asarray(len(value))
+                args.append(_stack_on_host(items, sequence_like))
+            lhs, rhs = _evaluate(law, monoid, tuple(args), n, options)
+            return args, n, lhs, rhs
 
         def fails(drawn, evaluate=evaluate):
-            _, _, lhs, rhs = evaluate(drawn)
-            return bool(_failing(equal, lhs, rhs))
+            args, _, lhs, rhs = evaluate(drawn)
+            return bool(_failing(equal, lhs, rhs, strict_nan and not has_nan(args)))
 
         try:
             found = hypothesis.find(st.tuples(*strategies), fails, settings=config)
         except hypothesis.errors.NoSuchExample:
             continue
-        inputs, n, lhs, rhs = evaluate(found)
+        args, n, lhs, rhs = evaluate(found)
         shown, notes = {}, {}
-        for (arg, kind), value in zip(law.draws, inputs):
+        for (arg, kind), value in zip(law.draws, args):
             if value is None:
                 continue
-            if kind == "sequence":
+            if kind == "sequence" and n is not None:
                 value = _pad(monoid, value, n)
                 notes[arg] = (
                     f"{int(n)} drawn elements, then {max_length - int(n)} copies of the identity"
                 )
             shown[arg] = value
         equality = _equality_description(equal, rtol, atol, (lhs, rhs))
-        failing = _failing(equal, lhs, rhs)
-        raise _violation(monoid, law, shown, notes, lhs, rhs, failing, equality)
+        forbid_nan = strict_nan and not has_nan(args)
+        failing = _failing(equal, lhs, rhs, forbid_nan)
+        raise _violation(monoid, law, shown, notes, lhs, rhs, failing, equality, forbid_nan)
     return selected

@@ -96,6 +96,19 @@ class WrongOrder(scanalg.AbstractScanMethod):
         return scanalg.Sequential().total(monoid, elems)
 
 
+class Moments(scanalg.AbstractMonoid):
+    """Sums of (1, x, x^2), lifted from scalar inputs x: scans read T numbers, not 3T."""
+
+    def lift(self, x):
+        return jnp.ones_like(x), x, x * x
+
+    def combine(self, earlier, later):
+        return jax.tree.map(jnp.add, earlier, later)
+
+    def identity(self, like):
+        return jax.tree.map(jnp.zeros_like, like)
+
+
 class ChangesDtype(scanalg.AbstractMonoid):
     def combine(self, earlier, later):
         return (earlier + later).astype(jnp.float32)
@@ -218,6 +231,31 @@ def test_catches_a_broken_scan_method():
     assert "Sequential() forward inclusive" not in message
     assert "drawn elements, then" in message and "    xs = array(" in message
     assert err.inputs["xs"].shape == (7, 2, 2)
+
+
+def test_nan_fails_a_law_unless_allowed():
+    # inf + (-inf) is NaN on both sides of associativity: equal as NaNs, but a NaN that
+    # no input had fails the law under the default equality.
+    infinite = S.arrays((), min_value=-1.0, max_value=1.0, extra=st.sampled_from([np.inf, -np.inf]))
+    err = _violation(M.Sum(), infinite, laws=["associativity"])
+    assert "a NaN appears although no input is NaN" in str(err)
+    assert np.isnan(err.lhs) and np.isnan(err.rhs)
+    scanalg.check_laws(M.Sum(), infinite, laws=["associativity"], equal=laws.allclose)
+
+
+def test_monoids_with_lift_scan_their_inputs():
+    elements = st.tuples(*(S.sum_elements(bound=5.0) for _ in range(3)))
+    scalars = S.sum_elements(bound=5.0)
+    checked = scanalg.check_laws(Moments(), elements, inputs=scalars, max_examples=20)
+    assert laws.scan_agrees_with_fold in checked
+    with pytest.raises(ValueError, match="Pass `inputs=`"):
+        scanalg.check_laws(Moments(), elements)
+    # The fold lifts too.
+    xs = jnp.array([1.0, 2.0, 3.0])
+    count, total, squares = laws.fold(Moments(), xs)
+    assert tree_allclose(
+        (count, total, squares), (jnp.arange(1.0, 4), jnp.cumsum(xs), jnp.cumsum(xs**2))
+    )
 
 
 def test_custom_equality_and_tolerances():
