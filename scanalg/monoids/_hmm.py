@@ -120,9 +120,27 @@ def _scaled_identity(like: ScaledMatrix) -> ScaledMatrix:
 
 
 def _scaled_act(state: Float[Array, " K"], element: ScaledMatrix) -> Float[Array, " K"]:
-    r"""$p \mapsto p \operatorname{diag}(e^r) M$, normalised to sum one (zero stays zero)."""
+    r"""$p \mapsto p \operatorname{diag}(e^r) M$, normalised to sum one (zero stays zero).
+
+    The fast path shifts $r$ by its maximum, which does not depend on the state (so a
+    sequential loop is not slowed by it). If that leaves too little mass (the state
+    lives on rows with much smaller $r$; or the step is impossible), the careful path
+    shifts by the maximum over the state's support instead.
+    """
     matrix, log_scale = element
-    return normalise(scaled_weights(state, log_scale) @ matrix)
+    shift = jax.lax.stop_gradient(finite_or_zero(jnp.max(log_scale)))
+    out = (state * jnp.exp(log_scale - shift)) @ matrix
+    total = jnp.sum(out)
+    info = jnp.finfo(out.dtype)
+    enough = total > info.tiny / info.eps
+
+    def fast(_):
+        return out / jnp.where(enough, total, 1)
+
+    def careful(_):
+        return normalise(scaled_weights(state, log_scale) @ matrix)
+
+    return jax.lax.cond(enough, fast, careful, None)
 
 
 class HMMForward(AbstractMonoid):
