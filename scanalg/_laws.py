@@ -49,11 +49,6 @@ def acts(monoid: AbstractMonoid) -> bool:
     return has_act(monoid) and getattr(monoid, "action_direction", None) is not None
 
 
-def lifts(monoid: AbstractMonoid) -> bool:
-    """Whether `monoid` overrides `lift` (its scan inputs may differ from elements)."""
-    return type(monoid).lift is not AbstractMonoid.lift
-
-
 @dataclasses.dataclass(frozen=True)
 class Law:
     r"""A named law: a pure function returning the two sides of an equation.
