@@ -1,0 +1,143 @@
+"""Docs and examples must not rot.
+
+- Every script in `examples/` runs to completion at small sizes
+  (`SCANALG_EXAMPLE_SMALL=1`, `MPLBACKEND=Agg`, a fresh working directory).
+- The Python code blocks of every documentation page run, in order, as one program
+  (a block right after a `<!-- not-run -->` line is skipped, and so is a block that
+  only includes an example file, which runs as an example).
+- Output pasted into the docs after `<!-- output-of: examples/NAME.py -->` is what
+  the example prints today, line by line.
+- The install commands in the docs are the README's.
+"""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
+DOCS = ROOT / "docs"
+PAGES = sorted(DOCS.rglob("*.md"))
+TIMEOUT = 120  # seconds per script
+
+_FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```[ \t]*$", re.M | re.S)
+_OUTPUT_OF = re.compile(r"<!-- output-of: (\S+) -->\s*\n```\w*\n(.*?)^```", re.M | re.S)
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(SCANALG_EXAMPLE_SMALL="1", MPLBACKEND="Agg", PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(
+            [sys.executable, *args],
+            cwd=cwd,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+        )
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"{args} took longer than {TIMEOUT} s even at small size.\n{e.stdout}")
+
+
+def _failure(proc: subprocess.CompletedProcess) -> str:
+    out, err = proc.stdout, proc.stderr
+    return f"exit code {proc.returncode}\n--- stdout ---\n{out}\n--- stderr ---\n{err}"
+
+
+def _code_blocks(page: Path) -> list[str]:
+    """The page's ```python blocks, except those right after `<!-- not-run -->` and
+    those that only include a file (`--8<-- "examples/..."`, run as an example)."""
+    text = page.read_text()
+    blocks = []
+    for match in _FENCE.finditer(text):
+        if match.group(1) != "python":
+            continue
+        before = text[: match.start()].rstrip().splitlines()
+        if before and before[-1].strip() == "<!-- not-run -->":
+            continue
+        if all(line.startswith("--8<--") for line in match.group(2).strip().splitlines()):
+            continue
+        blocks.append(match.group(2))
+    return blocks
+
+
+def _pasted_outputs() -> dict[str, list[tuple[Path, str]]]:
+    """`{example path: [(page, pasted text)]}` from `<!-- output-of: ... -->` markers."""
+    out: dict[str, list[tuple[Path, str]]] = {}
+    for page in PAGES:
+        for match in _OUTPUT_OF.finditer(page.read_text()):
+            out.setdefault(match.group(1), []).append((page, match.group(2)))
+    return out
+
+
+def test_examples_exist():
+    names = {p.name for p in EXAMPLES}
+    assert "law_check_failure.py" in names, names
+    assert len(names) >= 2, names
+
+
+@pytest.mark.parametrize("script", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_example_runs(script: Path, tmp_path: Path):
+    proc = _run([str(script)], cwd=tmp_path)
+    assert proc.returncode == 0, _failure(proc)
+    for page, pasted in _pasted_outputs().get(f"examples/{script.name}", []):
+        printed = set(proc.stdout.splitlines())
+        stale = [line for line in pasted.splitlines() if line.strip() and line not in printed]
+        assert not stale, (
+            f"{page.relative_to(ROOT)} shows output of {script.name} that it no longer "
+            f"prints; update the page. Lines not printed now:\n" + "\n".join(stale)
+        )
+
+
+_RUNNABLE = [p for p in PAGES if _code_blocks(p)]
+
+# Prepended to a page's code: fewer Hypothesis examples per law (the pages' monoids are
+# checked for running, not for strength; that keeps `check_laws` calls quick).
+_PRELUDE = """\
+import hypothesis
+
+hypothesis.settings.register_profile("docs", max_examples=10)
+hypothesis.settings.load_profile("docs")
+"""
+
+
+@pytest.mark.parametrize("page", _RUNNABLE, ids=[str(p.relative_to(DOCS)) for p in _RUNNABLE])
+def test_docs_code_runs(page: Path, tmp_path: Path):
+    program = "\n\n".join([_PRELUDE, *_code_blocks(page)])
+    source = tmp_path / (page.stem.replace("-", "_") + ".py")
+    source.write_text(program)
+    proc = _run([str(source)], cwd=tmp_path)
+    assert proc.returncode == 0, f"code in {page.relative_to(ROOT)} failed: " + _failure(proc)
+
+
+def _readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    commands = re.findall(r"<!-- (?:demo|test)-command -->\s*\n```\w*\n(.*?)\n```", text, re.S)
+    assert len(commands) == 2, "README.md should mark its demo and test commands"
+    return commands
+
+
+@pytest.mark.parametrize("name", ["index.md", "getting-started.md"])
+def test_docs_show_the_readme_commands(name: str):
+    text = (DOCS / name).read_text()
+    for command in _readme_commands():
+        assert command in text, f"docs/{name} should show the README command {command!r}"
+
+
+def test_examples_in_docs_exist():
+    """Every `examples/NAME.py` the docs mention is there."""
+    mentioned = set()
+    for page in PAGES:
+        mentioned |= set(re.findall(r"examples/(\w+\.py)", page.read_text()))
+    missing = sorted(m for m in mentioned if not (ROOT / "examples" / m).exists())
+    assert not missing, f"the docs mention examples that do not exist: {missing}"
