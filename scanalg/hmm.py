@@ -31,9 +31,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray, Scalar
 
-from ._methods import AbstractScanMethod, Parallel
-from ._scan import reduce, scan
-from .monoids._basic import Sum
+from ._methods import AbstractScanMethod
+from ._scan import scan
 from .monoids._combinators import Dual
 from .monoids._composition import FiniteFunction
 from .monoids._hmm import (
@@ -174,6 +173,15 @@ def _steps(a: Array, time_varying: bool, num: int) -> Array:
     return a if time_varying else jnp.broadcast_to(a, (num, *a.shape))
 
 
+def _tree_sum(x: Array, fan_in: int = 8) -> Array:
+    r"""Sum a vector by a balanced tree of fan-in 8: rounding error $O(\log T)$ ulps,
+    not the $O(T)$ of a running sum, and cheap to compile ($\log_8 T$ levels)."""
+    while x.shape[0] > 1:
+        padded = -(-x.shape[0] // fan_in) * fan_in
+        x = jnp.pad(x, (0, padded - x.shape[0])).reshape(-1, fan_in).sum(axis=1)
+    return x[0]
+
+
 def _forward(pi, a, ll, time_varying, method):
     """Forward filter: `(marginal_loglik, filtered_probs, predicted_probs)`."""
     if time_varying:
@@ -195,8 +203,7 @@ def _forward(pi, a, ll, time_varying, method):
             jnp.sum(weights[-1:], axis=-1),
         ]
     )
-    log_normalisers = shift + safe_log(moved)
-    marginal_loglik = reduce(Sum(), log_normalisers, method=Parallel())
+    marginal_loglik = _tree_sum(shift + safe_log(moved))
     return marginal_loglik, filtered, predicted
 
 

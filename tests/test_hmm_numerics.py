@@ -1,0 +1,223 @@
+"""HMM numerics and bad input: long float32 runs, sparse models with huge log-likelihoods,
+impossible observations, wrong shapes and invalid probabilities."""
+
+import functools
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import all_methods, method_ids
+from hmm_reference import log_space_loglik, random_hmm, reference
+
+import scanalg
+from scanalg import hmm
+
+
+def _cast(dtype, *arrays):
+    return tuple(jnp.asarray(x, dtype) for x in arrays)
+
+
+def _all_finite(tree):
+    return all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(tree))
+
+
+# Parallel runs a K^3 combine per element and is far slower than the others on a CPU,
+# so it gets the shorter of the lengths here (its accuracy is tested at T = 1e5 below).
+@pytest.mark.parametrize(
+    "method, length",
+    [(scanalg.Sequential(), 10**6), (scanalg.Blocked(), 10**6), (scanalg.Parallel(), 10**5)],
+    ids=["Sequential-1e6", "Blocked-1e6", "Parallel-1e5"],
+)
+def test_float32_long_sequence(method, length):
+    """float32, K = 5: nothing non-finite; filtered and smoothed within 1e-3 of float64."""
+    rng = np.random.default_rng(0)
+    inputs32 = _cast(jnp.float32, *random_hmm(rng, length, 5))
+    inputs64 = _cast(jnp.float64, *inputs32)
+    post32 = hmm.hmm_smoother(*inputs32, method=method)
+    post64 = hmm.hmm_smoother(*inputs64, method="sequential")
+    assert post32.smoothed_probs.dtype == jnp.float32
+    assert _all_finite(post32)
+    for name in ("filtered_probs", "predicted_probs", "smoothed_probs"):
+        error = jnp.max(jnp.abs(getattr(post32, name) - getattr(post64, name)))
+        assert error < 1e-3, (name, float(error))
+    rel = abs(post32.marginal_loglik - post64.marginal_loglik) / abs(post64.marginal_loglik)
+    assert rel < 2e-6
+
+
+@pytest.fixture(scope="module")
+def loglik_problem():
+    rng = np.random.default_rng(1)
+    inputs32 = _cast(jnp.float32, *random_hmm(rng, 10**5, 10))
+    exact = hmm.hmm_filter(*_cast(jnp.float64, *inputs32)).marginal_loglik
+    return inputs32, float(exact)
+
+
+@pytest.mark.parametrize("method", all_methods, ids=method_ids)
+def test_float32_marginal_loglik(method, loglik_problem):
+    """float32 at T = 1e5, K = 10: within 2e-6 relative of float64 (pairwise sum)."""
+    inputs32, exact = loglik_problem
+    loglik = hmm.hmm_filter(*inputs32, method=method).marginal_loglik
+    assert loglik.dtype == jnp.float32
+    assert abs(float(loglik) - exact) / abs(exact) < 2e-6
+
+
+def _left_to_right(num_steps, num_states, rng):
+    """Stay, advance by one or (sometimes) by two: a sparse upper-triangular matrix."""
+    k = num_states
+    a = np.zeros((k, k))
+    for i in range(k):
+        nxt = [j for j in (i, i + 1, i + 2) if j < k]
+        a[i, nxt] = rng.dirichlet(np.ones(len(nxt)))
+    pi = np.zeros(k)
+    pi[0] = 1.0
+    ll = 100 * rng.normal(size=(num_steps, k))
+    return pi, a, ll
+
+
+@functools.cache
+def _everything(method):
+    def run(key, pi, a, ll):
+        return dict(
+            smoother=hmm.hmm_smoother(pi, a, ll, method=method),
+            sample=hmm.hmm_posterior_sample(key, pi, a, ll, method=method, num_samples=3),
+            mode=hmm.hmm_posterior_mode(pi, a, ll, method=method),
+        )
+
+    return jax.jit(run)
+
+
+@pytest.mark.parametrize("method", all_methods, ids=method_ids)
+def test_sparse_left_to_right_huge_loglikelihoods(method):
+    """No clamping: log-likelihoods of scale 100 on a sparse left-to-right model give the
+    exact log-likelihood in float64 and nothing non-finite in float32."""
+    rng = np.random.default_rng(2)
+    pi, a, ll = _left_to_right(300, 5, rng)
+    exact = log_space_loglik(pi, a, ll)
+    key = jax.random.key(0)
+    out = _everything(method)(key, *_cast(jnp.float64, pi, a, ll))
+    np.testing.assert_allclose(out["smoother"].marginal_loglik, exact, rtol=1e-8)
+    assert _all_finite(out["smoother"])
+    np.testing.assert_allclose(out["smoother"].smoothed_probs.sum(-1), 1, rtol=1e-10)
+    for path in [*out["sample"][1], out["mode"]]:
+        path = np.asarray(path)
+        assert path[0] == 0 and np.all(a[path[:-1], path[1:]] > 0)
+    out32 = _everything(method)(key, *_cast(jnp.float32, pi, a, ll))
+    assert _all_finite(out32["smoother"])
+    np.testing.assert_allclose(out32["smoother"].marginal_loglik, exact, rtol=1e-5)
+    for path in [*out32["sample"][1], out32["mode"]]:
+        path = np.asarray(path)
+        assert path[0] == 0 and np.all(a[path[:-1], path[1:]] > 0)
+
+
+@pytest.mark.parametrize("method", all_methods, ids=method_ids)
+def test_impossible_step(method):
+    """A step where every state is impossible: marginal_loglik is -inf, nothing is NaN,
+    and the documented values come back."""
+    rng = np.random.default_rng(3)
+    pi, a, ll = random_hmm(rng, 6, 3, time_varying=True)
+    bad = 3
+    ll[bad] = -np.inf
+    out = jax.device_get(_everything(method)(jax.random.key(1), *_cast(jnp.float64, pi, a, ll)))
+    post = out["smoother"]
+    assert post.marginal_loglik == -np.inf
+    for leaf in jax.tree.leaves(out):
+        assert not np.any(np.isnan(leaf))
+    # Up to the bad step, the filter of the prefix; at the bad step the prediction too.
+    prefix = reference(pi, a[: bad - 1], ll[:bad])
+    np.testing.assert_allclose(post.filtered_probs[:bad], prefix["filtered_probs"], atol=1e-12)
+    np.testing.assert_allclose(post.predicted_probs[:bad], prefix["predicted_probs"], atol=1e-12)
+    expected_prediction = prefix["filtered_probs"][-1] @ a[bad - 1]
+    np.testing.assert_allclose(post.predicted_probs[bad], expected_prediction, atol=1e-12)
+    # From the bad step on, zero vectors; smoothed and transition probabilities all zero.
+    assert np.all(post.filtered_probs[bad:] == 0) and np.all(post.predicted_probs[bad + 1 :] == 0)
+    assert np.all(post.smoothed_probs == 0) and np.all(post.initial_probs == 0)
+    assert np.all(post.trans_probs == 0)
+    for path in [*out["sample"][1], out["mode"]]:
+        assert path.shape == (6,) and np.all((0 <= path) & (path < 3))
+
+
+def test_impossible_first_and_last_step():
+    rng = np.random.default_rng(4)
+    pi, a, ll = random_hmm(rng, 4, 2)
+    for bad in (0, 3):
+        ll_bad = ll.copy()
+        ll_bad[bad] = -np.inf
+        post = hmm.hmm_smoother(pi, a, ll_bad)
+        assert post.marginal_loglik == -np.inf
+        assert not any(np.any(np.isnan(x)) for x in jax.tree.leaves(post))
+        assert np.all(post.filtered_probs[bad:] == 0)
+
+
+# --------------------------------------------------------------------------------------
+# Bad input.
+# --------------------------------------------------------------------------------------
+
+K, T = 3, 5
+GOOD = dict(
+    initial_probs=jnp.ones(K) / K,
+    transition_matrix=jnp.ones((K, K)) / K,
+    log_likelihoods=jnp.zeros((T, K)),
+)
+BAD_SHAPES = [
+    (
+        "initial_probs",
+        jnp.ones(K + 1) / (K + 1),
+        r"`initial_probs` must have shape \(K,\) = \(3,\)",
+    ),
+    ("initial_probs", jnp.ones((1, K)) / K, "`initial_probs`"),
+    ("transition_matrix", jnp.ones((K, K + 1)), r"\(K, K\) = \(3, 3\)"),
+    ("transition_matrix", jnp.ones((T, K, K)) / K, r"\(T-1, K, K\) = \(4, 3, 3\)"),
+    ("transition_matrix", jnp.ones((T - 1, K, 2)) / 2, "`transition_matrix`"),
+    ("transition_matrix", jnp.ones(K) / K, "`transition_matrix`"),
+    ("log_likelihoods", jnp.zeros((T, K + 1)), "`initial_probs`"),
+    ("log_likelihoods", jnp.zeros(T), "`log_likelihoods` must have shape \\(T, K\\)"),
+    ("log_likelihoods", jnp.zeros((0, K)), "T >= 1"),
+]
+
+
+@pytest.mark.parametrize("name, value, match", BAD_SHAPES)
+@pytest.mark.parametrize(
+    "fn",
+    [
+        hmm.hmm_filter,
+        hmm.hmm_smoother,
+        hmm.hmm_posterior_mode,
+        lambda *args: hmm.hmm_posterior_sample(jax.random.key(0), *args),
+    ],
+    ids=["filter", "smoother", "mode", "sample"],
+)
+def test_bad_shapes_raise_at_trace_time(fn, name, value, match):
+    args = dict(GOOD, **{name: value})
+    with pytest.raises(ValueError, match=match):
+        jax.eval_shape(fn, *args.values())
+
+
+BAD_VALUES = [
+    ("initial_probs", jnp.array([1.2, -0.1, -0.1]), "`initial_probs` has negative"),
+    ("initial_probs", jnp.array([0.5, 0.2, 0.2]), "`initial_probs` does not sum to one"),
+    ("transition_matrix", jnp.eye(K).at[0, 1].set(0.1), "`transition_matrix` does not sum"),
+    ("transition_matrix", jnp.eye(K).at[1].set(jnp.array([-0.5, 1.0, 0.5])), "negative"),
+    ("transition_matrix", jnp.full((T - 1, K, K), 0.3), "`transition_matrix` does not sum"),
+    ("log_likelihoods", jnp.zeros((T, K)).at[2, 1].set(jnp.nan), "NaN or \\+inf"),
+    ("log_likelihoods", jnp.zeros((T, K)).at[2, 1].set(jnp.inf), "NaN or \\+inf"),
+]
+
+
+@pytest.mark.parametrize("name, value, match", BAD_VALUES)
+def test_bad_values_raise(name, value, match):
+    args = dict(GOOD, **{name: value})
+    with pytest.raises(eqx.EquinoxRuntimeError, match=match):
+        jax.block_until_ready(hmm.hmm_filter(*args.values()))
+
+
+def test_tolerance_is_dtype_aware():
+    """Rows that sum to one up to float32 rounding are accepted."""
+    rng = np.random.default_rng(5)
+    pi, a, ll = random_hmm(rng, 4, 3)
+    pi32, a32, ll32 = _cast(jnp.float32, pi, a, ll)
+    a32 = a32 * (1 + 1e-6)
+    assert np.isfinite(hmm.hmm_filter(pi32, a32, ll32).marginal_loglik)
+    with pytest.raises(eqx.EquinoxRuntimeError):
+        hmm.hmm_filter(*_cast(jnp.float64, pi, a * (1 + 1e-6), ll))
