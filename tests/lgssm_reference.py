@@ -111,7 +111,7 @@ def dense_posterior(params, emissions, inputs=None):
     m, P, ll = _condition(mean, cov, n, k, T, y, T)
     sm = np.stack([block(m, t) for t in range(T)])
     sc = np.stack([cblock(P, t, t) for t in range(T)])
-    cross = np.stack(
+    cross = np.array(
         [cblock(P, t, t + 1) + np.outer(sm[t], sm[t + 1]) for t in range(T - 1)]
     ).reshape(T - 1, n, n)
     return dict(
@@ -133,9 +133,7 @@ def random_spd(rng, n, scale=1.0):
     return scale * (a @ a.T / n + 0.5 * np.eye(n))
 
 
-def random_model(
-    seed, T, n, k, m=0, *, time_varying=(), diag_R=False, missing=(), stable=True
-):
+def random_model(seed, T, n, k, m=0, *, time_varying=(), diag_R=False, missing=(), stable=True):
     """A random model as plain numpy arrays: returns (kwargs for LGSSMParams,
     emissions, inputs). `time_varying` names parameters given per time step
     (e.g. "dynamics_weights", "emissions_cov"); `missing` lists NaN rows."""
