@@ -33,9 +33,9 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray, Scalar
 
 from ._methods import AbstractScanMethod
 from ._scan import scan
-from .monoids._combinators import Dual
 from .monoids._composition import FiniteFunction
 from .monoids._hmm import (
+    HMMBackward,
     HMMForward,
     LogMatrix,
     MaxPlus,
@@ -43,7 +43,6 @@ from .monoids._hmm import (
     finite_or_zero,
     normalise,
     safe_log,
-    scaled_weights,
     support_max,
 )
 
@@ -207,31 +206,28 @@ def _forward(pi, a, ll, time_varying, method):
     return marginal_loglik, filtered, predicted
 
 
-def _backward(a, ll, time_varying, method):
-    r"""Normalised backward messages $\beta_t \propto p(y_{t+1:T} \mid z_t)$, `(T, K)`."""
-    k = ll.shape[1]
-    a_t = jnp.swapaxes(a, -1, -2)
+def _smoothed(filtered, a, time_varying, method):
+    """Backward pass: `p(z_t | y_{1:T})` from the backward kernels, `(T, K)`."""
     if time_varying:
-        forward, raw = HMMForward(), ScaledMatrix(a_t, ll[1:])
+        monoid, raw = HMMBackward(), (filtered[:-1], a)
     else:
-        forward, raw = HMMForward(a_t), ll[1:]
-    last = jnp.full((k,), 1 / k, ll.dtype)
-    earlier = scan(Dual(forward), raw, init=last, reverse=True, method=method)
-    return jnp.concatenate([earlier, last[None]], axis=0)
+        monoid, raw = HMMBackward(a), filtered[:-1]
+    earlier = scan(monoid, raw, init=filtered[-1], reverse=True, method=method)
+    return jnp.concatenate([earlier, filtered[-1:]], axis=0)
 
 
-def _smoothed_trans_probs(filtered, beta, a, ll, time_varying):
-    r"""$p(z_t = i, z_{t+1} = j \mid y_{1:T}) \propto f_t[i] A_t[i, j] e^{\ell_{t+1}[j]}
-    \beta_{t+1}[j]$; summed over $t$ for a fixed matrix."""
-    g = scaled_weights(beta[1:], ll[1:])  # e^{l_{t+1}} beta_{t+1}, largest entry ~ 1
+def _trans_probs(filtered, smoothed, a, time_varying):
+    r"""$p(z_t = i, z_{t+1} = j \mid y_{1:T}) = B_t[i, j]\, p(z_{t+1} = j \mid y_{1:T})$,
+    summed over $t$ for a fixed matrix."""
     f = filtered[:-1]
     if time_varying:
-        norm = jnp.einsum("ti,tij,tj->t", f, a, g)
-        norm = jnp.where(norm > 0, norm, 1)
-        return f[:, :, None] * a * g[:, None, :] / norm[:, None, None]
-    norm = jnp.sum(f * (g @ a.T), axis=-1)
-    f = f / jnp.where(norm > 0, norm, 1)[:, None]
-    return a * (f.T @ g)
+        columns = jnp.einsum("ti,tij->tj", f, a)
+    else:
+        columns = f @ a
+    ratio = smoothed[1:] / jnp.where(columns > 0, columns, 1)
+    if time_varying:
+        return f[:, :, None] * a * ratio[:, None, :]
+    return a * (f.T @ ratio)
 
 
 def _inverse_cdf(weights: Array, u: Array) -> Array:
@@ -258,8 +254,14 @@ def _inverse_cdf(weights: Array, u: Array) -> Array:
 def _sample_one(u, filtered, a, time_varying, method):
     """One posterior path from uniforms `u` of shape `(T,)`: FFBS by composition."""
     t = filtered.shape[0]
-    # E_t(j): a draw of z_t given z_{t+1} = j, weights filtered_t[i] A_t[i, j].
-    weights = filtered[:-1, :, None] * _steps(a, time_varying, t - 1)
+    # E_t(j): a draw of z_t given z_{t+1} = j, from column j of the backward kernel
+    # (unnormalised weights filtered_t[i] A_t[i, j]). A column that is all zero
+    # (z_{t+1} = j impossible given y_{1:t}: reached only after an impossible step, or
+    # when float underflow made successive filtered distributions disagree) falls back
+    # to the prior weights A_t[i, j], so a path always has positive prior probability.
+    steps = _steps(a, time_varying, t - 1)
+    weights = filtered[:-1, :, None] * steps
+    weights = jnp.where(jnp.sum(weights, axis=-2, keepdims=True) > 0, weights, steps)
     table = _inverse_cdf(weights, u[:-1])
     last = _inverse_cdf(filtered[-1][:, None], u[-1])[0]
     earlier = scan(FiniteFunction(), table, init=last, reverse=True, method=method)
@@ -311,13 +313,12 @@ def hmm_smoother(
 ) -> HMMPosterior:
     r"""Forward-backward smoothing: $p(z_t \mid y_{1:T})$ and expected transitions.
 
-    Two independent scans: the forward filter, and a reverse scan of
-    `Dual(HMMForward())` on the transposed steps for the backward messages
-    $\beta_t \propto p(y_{t+1:T} \mid z_t)$. Then
-    $p(z_t \mid y_{1:T}) \propto p(z_t \mid y_{1:t})\,\beta_t$ and
+    The forward filter, then a reverse scan of `scanalg.monoids.HMMBackward`: the
+    backward kernels $B_t[i, j] = p(z_t = i \mid z_{t+1} = j, y_{1:t})$ carry the
+    smoothed marginals back in time, $p(z_t \mid y_{1:T}) = B_t\, p(z_{t+1} \mid
+    y_{1:T})$ (Markov kernels: no scaling problems at any length). Then
 
-    $$p(z_t = i, z_{t+1} = j \mid y_{1:T}) \propto p(z_t = i \mid y_{1:t})\,
-      A_t[i, j]\, p(y_{t+1} \mid z_{t+1} = j)\, \beta_{t+1}[j].$$
+    $$p(z_t = i, z_{t+1} = j \mid y_{1:T}) = B_t[i, j]\, p(z_{t+1} = j \mid y_{1:T}).$$
 
     **Arguments:** as for `hmm_filter`.
 
@@ -329,15 +330,14 @@ def hmm_smoother(
     """
     pi, a, ll, tv = _validate(initial_probs, transition_matrix, log_likelihoods)
     loglik, filtered, predicted = _forward(pi, a, ll, tv, method)
-    beta = _backward(a, ll, tv, method)
-    smoothed = normalise(filtered * beta)
+    smoothed = _smoothed(filtered, a, tv, method)
     return HMMPosterior(
         marginal_loglik=loglik,
         filtered_probs=filtered,
         predicted_probs=predicted,
         smoothed_probs=smoothed,
         initial_probs=smoothed[0],
-        trans_probs=_smoothed_trans_probs(filtered, beta, a, ll, tv),
+        trans_probs=_trans_probs(filtered, smoothed, a, tv),
     )
 
 

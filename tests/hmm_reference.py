@@ -94,14 +94,22 @@ def reference(initial_probs, transition_matrix, log_likelihoods):
     )
 
 
-def log_space_loglik(initial_probs, transition_matrix, log_likelihoods):
-    """`log p(y_{1:T})` by the forward recursion in log space (no enumeration)."""
+def log_space_filter(initial_probs, transition_matrix, log_likelihoods):
+    """The forward recursion in log space (no enumeration, no underflow).
+
+    Returns `(log p(y_{1:T}), log_alpha)` with `log_alpha[t, k] = log p(y_{1:t}, z_t = k)`.
+    """
     ll = np.asarray(log_likelihoods, np.float64)
     a = _transitions(transition_matrix, ll.shape[0])
-    alpha = _log(initial_probs) + ll[0]
+    alphas = [_log(initial_probs) + ll[0]]
     for step in range(1, ll.shape[0]):
-        alpha = _logsumexp(alpha[:, None] + _log(a[step - 1]), axis=0) + ll[step]
-    return _logsumexp(alpha)
+        alphas.append(_logsumexp(alphas[-1][:, None] + _log(a[step - 1]), axis=0) + ll[step])
+    return _logsumexp(alphas[-1]), np.stack(alphas)
+
+
+def log_space_loglik(initial_probs, transition_matrix, log_likelihoods):
+    """`log p(y_{1:T})` by the forward recursion in log space."""
+    return log_space_filter(initial_probs, transition_matrix, log_likelihoods)[0]
 
 
 def random_hmm(rng, num_steps, num_states, time_varying=False, zeros=False):

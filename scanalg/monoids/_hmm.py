@@ -1,4 +1,4 @@
-r"""Hidden Markov model monoids: forward filtering, backward messages, max-plus (Viterbi).
+r"""Hidden Markov model monoids: forward filtering, backward smoothing, max-plus (Viterbi).
 
 All three work on $K \times K$ matrices kept in a *row-scaled normal form*: an element
 is a pair $(M, r)$ standing for the matrix $\operatorname{diag}(e^{r}) M$ (sum-product)
@@ -171,12 +171,6 @@ class HMMForward(AbstractMonoid):
     so a forward scan with `init` $= \pi$ returns $p(z_{t+1} \mid y_{1:t})$. The zero
     vector (after an impossible observation) stays zero.
 
-    **Backward messages** use the same monoid: `scanalg.monoids.Dual(HMMForward())` on
-    the transposed steps $(A_t^\top, \ell_{t+1})$ is the product
-    $B_a B_b$ of $B_t = A_t \operatorname{diag}(p(y_{t+1} \mid z_{t+1}))$, and its
-    (reverse) action $\beta \mapsto B_t \beta$ gives
-    $\beta_t \propto p(y_{t+1:T} \mid z_t)$.
-
     **Arguments:**
 
     - `transition_matrix`: optional fixed $K\times K$ matrix $A$. Then `lift` turns
@@ -203,6 +197,76 @@ class HMMForward(AbstractMonoid):
 
     def act(self, state: Float[Array, " K"], element: ScaledMatrix) -> Float[Array, " K"]:
         return _scaled_act(state, element)
+
+
+def backward_kernel(
+    filtered: Float[Array, " K"], transition_matrix: Float[Array, "K K"]
+) -> Float[Array, "K K"]:
+    r"""The backward kernel $B[i, j] = p(z_t = i \mid z_{t+1} = j, y_{1:t})$.
+
+    $B[i, j] \propto f[i] A[i, j]$, each column normalised to sum one; a column $j$
+    with $(fA)_j = 0$ ($z_{t+1} = j$ impossible) is zero.
+    """
+    weights = filtered[:, None] * transition_matrix
+    columns = jnp.sum(weights, axis=0)
+    return weights / jnp.where(columns > 0, columns, 1)[None, :]
+
+
+def _normalise_columns(x: Array) -> Array:
+    return normalise(x, axis=0)
+
+
+class HMMBackward(AbstractMonoid):
+    r"""The backward-smoothing monoid of a hidden Markov model: Markov kernels, backwards.
+
+    Elements are column-stochastic $K\times K$ matrices, the backward kernels
+
+    $$B_t[i, j] = p(z_t = i \mid z_{t+1} = j, y_{1:t})
+      = \frac{p(z_t = i \mid y_{1:t})\, A_t[i, j]}{p(z_{t+1} = j \mid y_{1:t})},$$
+
+    built by `lift` from the filtered probabilities $f_t$ (and the transition matrix).
+    The product is the matrix product in time order, $B_a B_b$ (columns renormalised
+    against rounding drift), identity $I$. A product of Markov kernels is a Markov
+    kernel: every entry lies in $[0, 1]$ and nothing can overflow or underflow, over
+    any length.
+
+    The action on a probability vector is a *reverse* action, one smoothing step
+    $O(K^2)$ (the "RTS" form of the HMM smoother):
+
+    $$s \cdot B = B s, \qquad
+      p(z_t \mid y_{1:T}) = B_t\, p(z_{t+1} \mid y_{1:T}),$$
+
+    so a reverse scan with `init` $= p(z_T \mid y_{1:T})$ (the last filtered
+    distribution) returns all smoothed marginals.
+
+    **Arguments:**
+
+    - `transition_matrix`: optional fixed $K\times K$ matrix $A$. Then `lift` turns the
+      filtered probabilities $f_t$ into $B_t$; without it, inputs are pairs
+      `(f_t, A_t)`.
+    """
+
+    transition_matrix: Float[Array, "K K"] | None = None
+
+    action_direction: ClassVar[ActionDirection] = "reverse"
+
+    def lift(self, x) -> Float[Array, "K K"]:
+        """The kernel $B_t$ from `f_t` (fixed matrix) or from `(f_t, A_t)`."""
+        if self.transition_matrix is None:
+            filtered, matrix = x
+            return backward_kernel(filtered, matrix)
+        return backward_kernel(x, self.transition_matrix)
+
+    def combine(
+        self, earlier: Float[Array, "K K"], later: Float[Array, "K K"]
+    ) -> Float[Array, "K K"]:
+        return _normalise_columns(earlier @ later)
+
+    def identity(self, like: Float[Array, "K K"]) -> Float[Array, "K K"]:
+        return jnp.eye(like.shape[-1], dtype=like.dtype)
+
+    def act(self, state: Float[Array, " K"], element: Float[Array, "K K"]) -> Float[Array, " K"]:
+        return normalise(element @ state)
 
 
 # --------------------------------------------------------------------------------------
