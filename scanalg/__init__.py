@@ -1,19 +1,6 @@
 """scanalg: associative scans as an algebra you can program with."""
 
-from . import monoids as monoids
-from ._methods import (
-    AbstractScanMethod as AbstractScanMethod,
-    Auto as Auto,
-    Blocked as Blocked,
-    Parallel as Parallel,
-    Sequential as Sequential,
-)
-from ._monoid import AbstractMonoid as AbstractMonoid
-from ._scan import reduce as reduce, scan as scan
-from ._sharded import Sharded as Sharded
-
-# isort: split
-from . import laws as laws
+from . import laws as laws, monoids as monoids
 from ._laws import (
     Law as Law,
     LawViolation as LawViolation,
@@ -24,4 +11,30 @@ from ._laws import (
     left_identity as left_identity,
     right_identity as right_identity,
     scan_agrees_with_fold as scan_agrees_with_fold,
+)
+from ._methods import (
+    AbstractScanMethod as AbstractScanMethod,
+    Auto as Auto,
+    Blocked as Blocked,
+    Parallel as Parallel,
+    Sequential as Sequential,
+)
+from ._monoid import AbstractMonoid as AbstractMonoid
+from ._scan import reduce as reduce, scan as scan
+from ._sharded import Sharded as Sharded
+from .hmm import (
+    HMMPosterior as HMMPosterior,
+    HMMPosteriorFiltered as HMMPosteriorFiltered,
+    hmm_filter as hmm_filter,
+    hmm_posterior_mode as hmm_posterior_mode,
+    hmm_posterior_sample as hmm_posterior_sample,
+    hmm_smoother as hmm_smoother,
+)
+from .lgssm import (
+    LGSSMParams as LGSSMParams,
+    PosteriorGSSMFiltered as PosteriorGSSMFiltered,
+    PosteriorGSSMSmoothed as PosteriorGSSMSmoothed,
+    lgssm_filter as lgssm_filter,
+    lgssm_posterior_sample as lgssm_posterior_sample,
+    lgssm_smoother as lgssm_smoother,
 )

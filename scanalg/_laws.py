@@ -43,12 +43,6 @@ default_methods: tuple[AbstractScanMethod, ...] = (
 )
 
 
-def acts(monoid: AbstractMonoid) -> bool:
-    """Whether `monoid` has a lawful `act` (combinators report `action_direction=None`
-    when the monoid they wrap has none)."""
-    return has_act(monoid) and getattr(monoid, "action_direction", None) is not None
-
-
 @dataclasses.dataclass(frozen=True)
 class Law:
     r"""A named law: a pure function returning the two sides of an equation.
@@ -88,7 +82,7 @@ class Law:
 
     def applies_to(self, monoid: AbstractMonoid) -> bool:
         """Whether the law is meaningful for `monoid` (action laws need `act`)."""
-        return acts(monoid) or not self.needs_act
+        return has_act(monoid) or not self.needs_act
 
     def equation_for(self, monoid: AbstractMonoid) -> str:
         """The equation as it is checked for `monoid` (action laws depend on its
@@ -706,7 +700,7 @@ def check_laws(
             "Hypothesis strategy for states) to check the action laws; or pass `laws=` "
             "without them."
         )
-    use_states = states is not None and acts(monoid)
+    use_states = states is not None and has_act(monoid)
     # The default equality also fails a law whose sides contain a NaN that no input had.
     strict_nan = equal is None
     if equal is None:

@@ -8,6 +8,7 @@ import equinox as eqx
 PyTree = Any
 
 ActionDirection = Literal["forward", "reverse", "both"]
+"""Where a monoid's `act` is lawful; see `AbstractMonoid`."""
 
 
 class AbstractMonoid(eqx.Module):
@@ -108,8 +109,9 @@ class AbstractMonoid(eqx.Module):
 
 
 def has_act(monoid: AbstractMonoid) -> bool:
-    """Whether `monoid` overrides `AbstractMonoid.act`."""
-    return type(monoid).act is not AbstractMonoid.act
+    """Whether `monoid` has a lawful `act`: it overrides `AbstractMonoid.act` and
+    declares a direction (combinators declare `None` when what they wrap has no `act`)."""
+    return type(monoid).act is not AbstractMonoid.act and monoid.action_direction is not None
 
 
 def supports_direction(monoid: AbstractMonoid, reverse: bool) -> bool:
