@@ -20,3 +20,10 @@ from ._combinators import (
 )
 from ._composition import FiniteFunction as FiniteFunction
 from ._diagonal import DiagonalAffine as DiagonalAffine
+from ._hmm import (
+    HMMBackward as HMMBackward,
+    HMMForward as HMMForward,
+    LogMatrix as LogMatrix,
+    MaxPlus as MaxPlus,
+    ScaledMatrix as ScaledMatrix,
+)
