@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from ._methods import AbstractScanMethod
+from ._methods import AbstractScanMethod, as_method
 from ._scan import scan
 from .monoids._basic import Affine
 from .monoids._combinators import Dual
@@ -407,7 +407,7 @@ def _filter(md: _Model, method) -> FilterState:
 
 
 def _predict(model: _Model, means: Array, covs: Array) -> tuple[Array, Array]:
-    """$\\mathbb{E}$, $\\mathrm{Cov}$ of $z_{t+1} \\mid y_{0:t}$ for $t < T-1$."""
+    r"""$\mathbb{E}$, $\mathrm{Cov}$ of $z_{t+1} \mid y_{0:t}$ for $t < T-1$."""
 
     def one(m, P, F, c, Q):
         return F @ m + c, F @ P @ F.T + Q
@@ -419,12 +419,31 @@ def _predict(model: _Model, means: Array, covs: Array) -> tuple[Array, Array]:
     return mean, 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
 
 
+def _marginal_loglik(model: _Model, pred_means: Array, pred_covs: Array) -> Array:
+    r"""$\log p(y_{0:T-1}) = \sum_t \log \mathcal{N}(y_t \mid H_t \hat z_t + r_t,
+    H_t \hat P_t H_t^\top + R_t)$ over the observed rows, from the one-step predictions
+    $\hat z_t$, $\hat P_t$ (the prior at $t = 0$): a sum of small innovations,
+    accurate in float32 however large the states are. (The log-normalisers carried
+    by `KalmanFilter` give the same value in exact arithmetic, but as differences of
+    quadratic forms in the states themselves.)"""
+    means = jnp.concatenate([model.m0[None], pred_means])
+    covs = jnp.concatenate([model.P0[None], pred_covs])
+
+    def one(m, P, H, R, y, observed):
+        S = H @ P @ H.T + (jnp.diag(R) if R.ndim == 1 else R)
+        L = jnp.linalg.cholesky(S)
+        w = jax.scipy.linalg.solve_triangular(L, y - H @ m, lower=True)
+        log2pi = jnp.log(2 * jnp.pi).astype(y.dtype)
+        ll = -0.5 * (w @ w) - jnp.sum(jnp.log(jnp.diagonal(L))) - 0.5 * y.shape[-1] * log2pi
+        return jnp.where(observed, ll, 0)
+
+    ax = (0, 0, model.axis("H"), model.axis("R"), 0, 0)
+    lls = jax.vmap(one, in_axes=ax)(means, covs, model.H, model.R, model.y, model.observed)
+    return jnp.sum(lls)
+
+
 def _check_method(method):
-    if not isinstance(method, str | AbstractScanMethod):
-        raise TypeError(
-            "`method` must be a method name ('sequential', 'parallel', 'blocked', 'auto') "
-            f"or a scanalg.AbstractScanMethod; got {method!r}."
-        )
+    as_method(method)  # raises ValueError / TypeError for a bad `method`
 
 
 def lgssm_filter(
@@ -461,7 +480,7 @@ def lgssm_filter(
     states = _filter(model, method)
     pm, pc = _predict(model, states.mean, states.cov)
     return PosteriorGSSMFiltered(
-        marginal_loglik=states.loglik[-1],
+        marginal_loglik=_marginal_loglik(model, pm, pc),
         filtered_means=states.mean,
         filtered_covariances=states.cov,
         predicted_means=pm,
@@ -517,7 +536,7 @@ def lgssm_smoother(
     ms, Ps = smooth.mean, smooth.cov
     cross = elems.E[:-1] @ Ps[1:] + ms[:-1, :, None] * ms[1:, None, :]
     return PosteriorGSSMSmoothed(
-        marginal_loglik=filt.loglik[-1],
+        marginal_loglik=_marginal_loglik(model, *_predict(model, filt.mean, filt.cov)),
         filtered_means=filt.mean,
         filtered_covariances=filt.cov,
         smoothed_means=ms,

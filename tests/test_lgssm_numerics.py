@@ -1,0 +1,175 @@
+"""LGSSM numerics and input checking: against dynamax, float32 on long sequences,
+bad shapes and values."""
+
+import functools
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from lgssm_reference import random_model
+from test_lgssm import SMOOTHER_FIELDS, _assert_close, _case
+
+from scanalg import lgssm
+
+# ---------------------------------------------------------------------------
+# Against dynamax
+# ---------------------------------------------------------------------------
+
+
+DYNAMAX_CASES = [(1, "sequential"), (1000, "sequential"), (1000, "parallel")]
+
+
+@pytest.mark.parametrize("T,method", DYNAMAX_CASES)
+def test_against_dynamax(T, method):
+    pytest.importorskip("dynamax")
+    from dynamax.linear_gaussian_ssm import inference as dyn
+    from dynamax.linear_gaussian_ssm.inference import make_lgssm_params
+
+    tv = ("dynamics_weights", "emissions_cov", "dynamics_bias", "emissions_input_weights")
+    kw, y, u = random_model(10 + T, T, 3, 2, 1, time_varying=tv)
+    dyn_params = make_lgssm_params(**{k: jnp.asarray(v) for k, v in kw.items()})
+    expected = jax.jit(dyn.lgssm_smoother)(dyn_params, jnp.asarray(y), jnp.asarray(u))
+    # A dynamax ParamsLGSSM works as well as our LGSSMParams (duck typing).
+    params = dyn_params if T == 1 else lgssm.LGSSMParams(**kw)
+    got = jax.jit(lambda p, y, u: lgssm.lgssm_smoother(p, y, u, method=method))(params, y, u)
+    fields = ("marginal_loglik", "filtered_means", "filtered_covariances", *SMOOTHER_FIELDS)
+    for name in fields:
+        _assert_close(getattr(got, name), getattr(expected, name), name, 1e-7, 1e-7)
+
+
+# ---------------------------------------------------------------------------
+# Numerics: float32, long sequences
+# ---------------------------------------------------------------------------
+
+
+def _tracking_model(dtype, dt=0.1, q=1e-2, r=0.5):
+    F = np.eye(4)
+    F[0, 2] = F[1, 3] = dt
+    Q1 = q * np.array([[dt**3 / 3, dt**2 / 2], [dt**2 / 2, dt]])
+    Q = np.zeros((4, 4))
+    Q[np.ix_([0, 2], [0, 2])] = Q1
+    Q[np.ix_([1, 3], [1, 3])] = Q1
+    H = np.eye(2, 4)
+    kw = dict(
+        initial_mean=np.zeros(4),
+        initial_cov=np.eye(4),
+        dynamics_weights=F,
+        dynamics_cov=Q,
+        emissions_weights=H,
+        emissions_cov=r * np.eye(2),
+    )
+    return lgssm.LGSSMParams(**{k: np.asarray(v, dtype) for k, v in kw.items()})
+
+
+def _tracking_data(T, seed=0):
+    rng = np.random.default_rng(seed)
+    vel = np.cumsum(rng.normal(scale=0.03, size=(T, 2)), axis=0)
+    pos = np.cumsum(0.1 * vel, axis=0)
+    y = pos + rng.normal(scale=0.7, size=(T, 2))
+    y[rng.random(T) < 0.05] = np.nan
+    return y
+
+
+def _assert_psd(covs, name):
+    covs = np.asarray(covs, np.float64)
+    assert np.all(np.isfinite(covs)), name
+    np.testing.assert_array_equal(covs, np.swapaxes(covs, -1, -2), err_msg=name)
+    eig = np.linalg.eigvalsh(covs)
+    assert np.all(eig[:, 0] >= -1e-5 * eig[:, -1]), (name, eig[:, 0].min())
+
+
+@functools.cache
+def _long_sequence():
+    y = _tracking_data(100_000)
+    ref = jax.jit(lambda p, y: lgssm.lgssm_smoother(p, y, method="sequential"))(
+        _tracking_model(np.float64), y
+    )
+    return y, jax.device_get(ref)
+
+
+@pytest.mark.parametrize("method", ["sequential", "parallel", "blocked"])
+def test_float32_long_sequence(method):
+    """T = 1e5, state_dim 4, 5% missing rows, states drifting far from the origin."""
+    y, ref = _long_sequence()
+    run = jax.jit(lambda p, y: lgssm.lgssm_smoother(p, y, method=method))
+    got = run(_tracking_model(np.float32), y.astype(np.float32))
+    assert got.smoothed_means.dtype == jnp.float32
+    for name in ("filtered_covariances", "smoothed_covariances"):
+        _assert_psd(getattr(got, name), name)
+    for name in ("filtered_means", "smoothed_means"):
+        a, b = np.asarray(getattr(got, name), np.float64), np.asarray(getattr(ref, name))
+        assert np.all(np.isfinite(a)), name
+        assert np.max(np.abs(a - b)) <= 1e-2 * np.max(np.abs(b)), name
+    assert np.isfinite(got.marginal_loglik)
+    np.testing.assert_allclose(got.marginal_loglik, ref.marginal_loglik, rtol=1e-3)
+
+
+# ---------------------------------------------------------------------------
+# Bad input
+# ---------------------------------------------------------------------------
+
+
+def _replace(params, where, value):
+    return eqx.tree_at(where, params, value, is_leaf=lambda x: x is None)
+
+
+def test_bad_shapes():
+    params, y, u = _case("tv-inputs-missing")
+    T = y.shape[0]
+    with pytest.raises(ValueError, match=r"`emissions` must have shape \(num_timesteps"):
+        lgssm.lgssm_filter(params, y[:, 0], u)
+    # Time-varying parameters have T entries; fewer emissions do not fit them.
+    with pytest.raises(ValueError, match=r"params.dynamics.weights` must have shape \(3, 3\) or"):
+        lgssm.lgssm_filter(params, y[:-1], u[:-1])
+    with pytest.raises(ValueError, match=rf"`inputs` must have shape \({T}, input_dim\)"):
+        lgssm.lgssm_filter(params, y, u[:-1])
+    with pytest.raises(ValueError, match=r"dynamics.input_weights` must have shape \(3, 1\)"):
+        lgssm.lgssm_filter(params, y, u[:, :1])
+    bad = _replace(params, lambda p: p.emissions.weights, np.ones((T, 3, 3)))
+    with pytest.raises(ValueError, match=r"`params.emissions.weights` must have shape \(2, 3\)"):
+        lgssm.lgssm_filter(bad, y, u)
+    bad = _replace(params, lambda p: p.emissions.cov, np.ones((3, 3)))
+    with pytest.raises(ValueError, match=r"`params.emissions.cov` must have shape \(2, 2\)"):
+        lgssm.lgssm_filter(bad, y, u)
+    bad = _replace(params, lambda p: p.initial.cov, np.eye(2))
+    with pytest.raises(ValueError, match=r"`params.initial.cov` must have shape \(3, 3\)"):
+        lgssm.lgssm_smoother(bad, y, u)
+    bad = _replace(params, lambda p: p.initial.mean, np.zeros((1, 3)))
+    with pytest.raises(ValueError, match=r"`params.initial.mean` must have shape \(state_dim,\)"):
+        lgssm.lgssm_posterior_sample(jax.random.key(0), bad, y, u)
+    with pytest.raises(ValueError, match="at least one time step"):
+        lgssm.lgssm_filter(params, y[:0], u[:0])
+    with pytest.raises(ValueError, match="num_samples"):
+        lgssm.lgssm_posterior_sample(jax.random.key(0), params, y, u, num_samples=0)
+    with pytest.raises(ValueError, match="Unknown scan method"):
+        lgssm.lgssm_filter(params, y, u, method="fast")
+
+
+def test_asymmetric_covariance_is_an_error():
+    params, y, _ = _case("tvdiagR-missing-last")
+    cov = np.array(params.dynamics.cov)
+    cov[0, 1] += 0.1
+    bad = _replace(params, lambda p: p.dynamics.cov, cov)
+    with pytest.raises(ValueError, match=r"`params.dynamics.cov` must be symmetric"):
+        lgssm.lgssm_filter(bad, y)
+    # Under jit the check runs on the values at run time.
+    with pytest.raises(Exception, match=r"`params.dynamics.cov` must be symmetric"):
+        jax.block_until_ready(jax.jit(lgssm.lgssm_filter)(bad, y))
+    # Rounding-level asymmetry is fine, at trace time and at run time.
+    cov = np.array(params.dynamics.cov)
+    cov[0, 1] += 1e-15
+    ok = _replace(params, lambda p: p.dynamics.cov, cov)
+    lgssm._model(ok, y, None)
+    jax.block_until_ready(jax.jit(lgssm.lgssm_filter)(ok, y))
+
+
+def test_partly_missing_row_is_an_error():
+    params, y, _ = _case("tvdiagR-missing-last")
+    y = y.copy()
+    y[1, 0] = np.nan
+    with pytest.raises(ValueError, match="all NaN"):
+        lgssm.lgssm_filter(params, y)
+    with pytest.raises(Exception, match="all NaN"):
+        jax.block_until_ready(jax.jit(lgssm.lgssm_filter)(params, y))
