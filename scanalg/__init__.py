@@ -38,3 +38,10 @@ from .lgssm import (
     lgssm_posterior_sample as lgssm_posterior_sample,
     lgssm_smoother as lgssm_smoother,
 )
+
+# isort: split
+from .lgssm import (
+    LGSSMDynamics as LGSSMDynamics,
+    LGSSMEmissions as LGSSMEmissions,
+    LGSSMInitial as LGSSMInitial,
+)

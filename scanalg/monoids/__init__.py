@@ -27,3 +27,18 @@ from ._hmm import (
     MaxPlus as MaxPlus,
     ScaledMatrix as ScaledMatrix,
 )
+
+# isort: split
+from ._gaussian import (
+    FilterElement as FilterElement,
+    FilterGain as FilterGain,
+    FilterState as FilterState,
+    KalmanFilter as KalmanFilter,
+    RTSSmoother as RTSSmoother,
+    SmootherElement as SmootherElement,
+    SmootherState as SmootherState,
+    filter_element as filter_element,
+    filter_gain as filter_gain,
+    kalman_filter_elements as kalman_filter_elements,
+    rts_smoother_elements as rts_smoother_elements,
+)
