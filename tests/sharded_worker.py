@@ -18,9 +18,9 @@ MONOIDS = ("Sum", "Product", "Max", "Min", "LogAddExp", "MatMul", "Affine", "Fin
 LENGTH_KINDS = ("multiple", "ragged", "short")
 CHECKS = (
     *(f"{m}-{kind}" for m in MONOIDS for kind in LENGTH_KINDS),
+    "local-parallel",
     "reduce",
     "eager-sharding",
-    "presharded-input",
     "explicit-mesh",
     "batch-1d",
     "batch-2d",
@@ -41,7 +41,7 @@ def run_checks(devices: int) -> dict[str, tuple[bool, str, float]]:
     import numpy as np
     from helpers import tree_max_error
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-    from test_scan import all_monoids, make_elems, make_init, reference
+    from test_scan import all_monoids, make_elems, make_init
 
     import scanalg
     from scanalg._monoid import supports_direction
@@ -76,6 +76,28 @@ def run_checks(devices: int) -> dict[str, tuple[bool, str, float]]:
                 return False, f"not bit-identical: {a.tolist()} vs {b.tolist()}"
         err = tree_max_error(got, want)
         return err <= tol, f"max error {err:.3g}"
+
+    jitted = {}
+
+    def reference(name, n, reverse, exclusive, with_init):
+        """A Python left fold, one element at a time (combine and act jitted once per
+        monoid; the elements are host arrays, so each step is a single dispatch)."""
+        monoid = all_monoids[name]
+        if name not in jitted:
+            jitted[name] = jax.jit(monoid.combine), jax.jit(monoid.act)
+        combine, act = jitted[name]
+        elems = jax.tree.map(np.asarray, make_elems(name, n))
+        at = [jax.tree.map(lambda x, t=t: x[t], elems) for t in range(n)]
+        if with_init:
+            carry, step = make_init(name), act
+        else:
+            carry = monoid.identity(at[0])
+            step = (lambda c, x: combine(x, c)) if reverse else combine
+        out = [None] * n
+        for t in (range(n - 1, -1, -1) if reverse else range(n)):
+            new = step(carry, at[t])
+            out[t], carry = (carry if exclusive else new), new
+        return jax.tree.map(lambda *xs: np.stack(xs), *out)
 
     def variants(monoid):
         """(reverse, exclusive, with_init) combinations the monoid supports."""
@@ -112,6 +134,28 @@ def run_checks(devices: int) -> dict[str, tuple[bool, str, float]]:
                             return False, f"output sharding {leaf.sharding}"
                 return ok, f"{len(cases)} variants; {detail}"
 
+    @check("local-parallel")
+    def _():
+        # The accelerator configuration: a parallel scan and reduction inside each device.
+        method = scanalg.Sharded(mesh, "time", local=scanalg.Parallel(),
+                                 local_reduce=scanalg.Parallel())
+        details = []
+        for name, kind in (("Affine", "ragged"), ("FiniteFunction", "multiple")):
+            n = lengths(devices)[kind]
+            cases = variants(all_monoids[name])
+            init = make_init(name)
+            got = jax.jit(lambda elems, name=name, cases=cases, init=init: [
+                scanalg.scan(all_monoids[name], elems, reverse=reverse, exclusive=exclusive,
+                             init=init if with_init else None, method=method)
+                for reverse, exclusive, with_init in cases
+            ])(make_elems(name, n))
+            want = [reference(name, n, *case) for case in cases]
+            ok, detail = compare(got, want, exact=name == "FiniteFunction")
+            if not ok:
+                return False, f"{name} T={n}: {detail}"
+            details.append(detail)
+        return True, "; ".join(details)
+
     @check("reduce")
     def _():
         names = ("Affine", "FiniteFunction")
@@ -128,27 +172,19 @@ def run_checks(devices: int) -> dict[str, tuple[bool, str, float]]:
 
     @check("eager-sharding")
     def _():
-        # Outside jit (exclusive: the executor's shift must keep the layout too): each
-        # device holds only its own chunk of every output.
+        # Outside jit, inputs already split along time (exclusive: the executor's shift
+        # must keep the layout too): each device holds only its own chunk of the output.
         n = lengths(devices)["multiple"]
         name = "Affine"
-        out = scanalg.scan(all_monoids[name], make_elems(name, n), init=make_init(name),
-                           exclusive=True, method=sharded)
+        elems = jax.device_put(make_elems(name, n), time_sharding)
+        out = scanalg.scan(all_monoids[name], elems, init=make_init(name), exclusive=True,
+                           method=sharded)
         shard_lengths = {s.data.shape[0] for s in out.addressable_shards}
         if not out.sharding.is_equivalent_to(time_sharding, out.ndim) or (
             shard_lengths != {n // devices}
         ):
             return False, f"output sharding {out.sharding}, shard lengths {shard_lengths}"
         return compare(out, reference(name, n, False, True, True), exact=False)
-
-    @check("presharded-input")
-    def _():
-        n = lengths(devices)["multiple"]
-        elems = jax.device_put(make_elems("Sum", n), time_sharding)
-        got = scanalg.scan(scanalg.monoids.Sum(), elems, method=sharded)
-        if not got.sharding.is_equivalent_to(time_sharding, got.ndim):
-            return False, f"output sharding {got.sharding}"
-        return compare(got, jnp.cumsum(elems, axis=0), exact=False)
 
     @check("explicit-mesh")
     def _():
