@@ -458,7 +458,13 @@ def lgssm_filter(
 
     A scan of `scanalg.monoids.KalmanFilter` elements (Särkkä & García-Fernández,
     2021) from the zero state; with `method="sequential"` each step is one
-    Kalman predict-and-update.
+    Kalman predict-and-update. The marginal log-likelihood is then summed from the
+    one-step prediction errors (in parallel over time),
+
+    $$\log p(y_{0:T-1}) = \sum_t \log \mathcal{N}(y_t \mid \hat y_t, S_t),$$
+
+    which stays accurate in float32 when the states are far from the origin (the
+    log-normalisers carried by the scan are exact too, but lose precision there).
 
     **Arguments:**
 
