@@ -81,7 +81,7 @@ def crossovers(records) -> list[dict]:
     """For each pair of entries and size: the length from which `a` stays faster than `b`.
 
     Interpolated log-linearly between the two grid lengths where the order flips;
-    `None` if `a` is never faster at the longest length, `T_min` if always faster.
+    `None` if `a` is not faster at the longest length, `0` if faster at every length.
     """
     out = []
     sizes = sorted({r["size"] for r in records})
@@ -97,7 +97,7 @@ def crossovers(records) -> list[dict]:
                 if ratio[-1] >= 0:
                     at = None
                 elif all(x < 0 for x in ratio):
-                    at = lengths[0]
+                    at = 0  # faster at every length measured
                 else:
                     i = max(i for i, x in enumerate(ratio) if x >= 0)
                     la, lb = math.log(lengths[i]), math.log(lengths[i + 1])
