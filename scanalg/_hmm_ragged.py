@@ -13,11 +13,13 @@ next is computed and then thrown away):
 
 - forward filter and Viterbi: `Segmented(m, reset=π)` with the segment starts as
   flags, so the first step of each sequence starts from $\pi$;
-- backward messages: `Segmented(Dual(m), reset=1/K, boundary="end")`, a reverse scan
-  whose flags mark each sequence's last step;
-- backward sampling and the Viterbi backtrace: the crossing map becomes the
-  *constant* map to that sequence's last state, so the function composition itself
-  restarts (no flag needed).
+- the per-sequence log-likelihoods: a `Segmented(Sum())` scan (tree-shaped, so
+  accurate in float32);
+- smoothing (backward kernels), backward sampling and the Viterbi backtrace: the
+  step out of each sequence becomes a *constant* map (to that sequence's last
+  filtered distribution, or last state), so the reverse scan restarts by itself, with
+  no flag. (Each sequence starts its backward pass from its own state, which a
+  single `reset` could not express.)
 
 This module holds the implementation; `scanalg.hmm`'s functions take `lengths=` and
 call it.
@@ -35,9 +37,10 @@ from ._methods import AbstractScanMethod, Parallel
 from ._scan import scan
 from .hmm import _inverse_cdf, _steps, _Transitions, _validate
 from .monoids._basic import Sum
-from .monoids._combinators import Dual, Segmented
+from .monoids._combinators import Segmented
 from .monoids._composition import FiniteFunction
 from .monoids._hmm import (
+    HMMBackward,
     HMMForward,
     LogMatrix,
     MaxPlus,
@@ -45,7 +48,6 @@ from .monoids._hmm import (
     finite_or_zero,
     normalise,
     safe_log,
-    scaled_weights,
     support_max,
 )
 
@@ -174,48 +176,45 @@ def _forward(pi, a, ll, tv, lay: _Layout, method):
     row_sums = jnp.where(lay.ends[:, None], 1, row_sums)
     log_normalisers = shift + safe_log(jnp.sum(weights * row_sums, axis=-1))
     # Per-sequence sums, by a segmented parallel (tree-shaped) scan: accurate in float32.
-    _, running = scan(Segmented(Sum()), (lay.starts, log_normalisers), method=Parallel())
+    tree = Parallel(algorithm="associative_scan")
+    _, running = scan(Segmented(Sum()), (lay.starts, log_normalisers), method=tree)
     return running[lay.last], filtered, predicted
 
 
-def _backward(a, ll, tv, lay: _Layout, method):
-    r"""Packed normalised backward messages $\beta_t$, `(N, K)`: uniform at the last step
-    of every sequence."""
-    k = ll.shape[1]
-    a_t = jnp.swapaxes(a, -1, -2)
-    if tv:
-        inner, raw = HMMForward(), ScaledMatrix(a_t, ll[1:])
-    else:
-        inner, raw = HMMForward(a_t), ll[1:]
-    uniform = jnp.full((k,), 1 / k, ll.dtype)
-    # Step t moves beta_{t+1} -> beta_t; flagged when t+1 is a sequence's last step, so
-    # that it starts from the uniform message.
-    monoid = Segmented(Dual(inner), reset=uniform, boundary="end")
-    earlier = scan(monoid, (lay.ends[1:], raw), init=uniform, reverse=True, method=method)
-    return _rows(lay.ends, uniform, jnp.concatenate([earlier, uniform[None]], axis=0))
+def _smoothed(filtered, a, tv, lay: _Layout, method):
+    r"""Packed smoothed marginals by the backward kernels (the RTS form of
+    `scanalg.hmm`): $p(z_t \mid y) = B_t\, p(z_{t+1} \mid y)$, `(N, K)`."""
+    n = filtered.shape[0]
+    # Step t maps z_{t+1} back to z_t. The step out of a sequence's last state gets the
+    # all-ones matrix, whose kernel is the constant map to that state's filtered (=
+    # smoothed) distribution: so the reverse scan restarts there by itself.
+    steps = _steps(a, tv, n - 1)
+    steps = jnp.where(lay.ends[:-1, None, None], jnp.ones_like(steps), steps)
+    earlier = scan(
+        HMMBackward(), (filtered[:-1], steps), init=filtered[-1], reverse=True, method=method
+    )
+    return jnp.concatenate([earlier, filtered[-1:]], axis=0)
 
 
-def _trans_probs(filtered, beta, a, ll, tv, lay: _Layout, num):
-    """Two-slice smoothed marginals: packed `(N-1, K, K)` (time-varying) or per-sequence
-    expected counts `(B, K, K)` (fixed)."""
-    inside = ~lay.ends[:-1]  # step t -> t+1 stays inside a sequence
-    g = scaled_weights(beta[1:], ll[1:])
+def _trans_probs(filtered, smoothed, a, tv, lay: _Layout, num):
+    """Two-slice smoothed marginals, as in `scanalg.hmm`: packed `(N-1, K, K)`
+    (time-varying, zero across sequences) or per-sequence expected counts `(B, K, K)`."""
     f = filtered[:-1]
+    columns = jnp.einsum("ti,tij->tj", f, a) if tv else f @ a
+    ratio = smoothed[1:] / jnp.where(columns > 0, columns, 1)
+    ratio = jnp.where(lay.ends[:-1, None], 0, ratio)  # no step from one sequence to the next
     if tv:
-        norm = jnp.einsum("ti,tij,tj->t", f, a, g)
-        norm = jnp.where(inside & (norm > 0), norm, 1)
-        xi = f[:, :, None] * a * g[:, None, :] / norm[:, None, None]
-        return jnp.where(inside[:, None, None], xi, 0)
-    norm = jnp.sum(f * (g @ a.T), axis=-1)
-    f = jnp.where(inside[:, None], f / jnp.where(norm > 0, norm, 1)[:, None], 0)
-    outer = f[:, :, None] * g[:, None, :]
-    return a * jax.ops.segment_sum(outer, lay.segment[:-1], num_segments=num)
+        return f[:, :, None] * a * ratio[:, None, :]
+    return a * jax.ops.segment_sum(f[:, :, None] * ratio[:, None, :], lay.segment[:-1], num)
 
 
 def _sample(u, filtered, a, tv, lay: _Layout, method):
     """One packed posterior path from uniforms `u` of shape `(N,)`."""
     n, k = filtered.shape
-    weights = filtered[:-1, :, None] * _steps(a, tv, n - 1)
+    steps = _steps(a, tv, n - 1)
+    weights = filtered[:-1, :, None] * steps
+    # As in `scanalg.hmm`: an all-zero column falls back to the prior weights.
+    weights = jnp.where(jnp.sum(weights, axis=-2, keepdims=True) > 0, weights, steps)
     table = _inverse_cdf(weights, u[:-1])
     lasts = _inverse_cdf(filtered[lay.last][:, :, None], u[lay.last])[:, 0]
     # The step out of a sequence's last state becomes the constant map to that state.
@@ -242,15 +241,14 @@ def _smoother(pi, a, ll, lengths, method):
     pi, a, ll, tv = _validate(pi, a, ll)
     lay = _layout(lengths, ll.shape[0])
     loglik, filtered, predicted = _forward(pi, a, ll, tv, lay, method)
-    beta = _backward(a, ll, tv, lay, method)
-    smoothed = normalise(filtered * beta)
+    smoothed = _smoothed(filtered, a, tv, lay, method)
     return RaggedHMMPosterior(
         marginal_loglik=loglik,
         filtered_probs=filtered,
         predicted_probs=predicted,
         smoothed_probs=smoothed,
         initial_probs=smoothed[lay.first],
-        trans_probs=_trans_probs(filtered, beta, a, ll, tv, lay, lengths.shape[0]),
+        trans_probs=_trans_probs(filtered, smoothed, a, tv, lay, lengths.shape[0]),
     )
 
 
@@ -381,8 +379,9 @@ hmm_filter.__doc__ = rf"""Forward filtering of a packed batch of sequences.
 
 hmm_smoother.__doc__ = rf"""Forward-backward smoothing of a packed batch of sequences.
 
-    Like `scanalg.hmm.hmm_smoother` on each sequence: a segmented forward scan and a
-    segmented reverse scan of the dual.
+    Like `scanalg.hmm.hmm_smoother` on each sequence: a segmented forward scan, and a
+    reverse scan of the backward kernels restarted at each sequence's end. (For a
+    fixed transition matrix this materialises one $K\times K$ kernel per step.)
 
     **Arguments:**
 {_ARGS_DOC}
