@@ -21,7 +21,7 @@ from scanalg import _hmm_ragged, hmm
 ragged = hmm if "lengths" in inspect.signature(hmm.hmm_posterior_sample).parameters else _hmm_ragged
 
 SMALL = os.environ.get("SCANALG_EXAMPLE_SMALL") == "1"
-B, MIN_LEN, MAX_LEN, LOOPED = (40, 10, 500, 4) if SMALL else (1000, 10, 5000, 10)
+B, MIN_LEN, MAX_LEN, LOOPED = (40, 10, 500, 2) if SMALL else (1000, 10, 5000, 10)
 K = 4
 
 rng = np.random.default_rng(0)
