@@ -72,10 +72,12 @@ def _prepare(monoid, elems, init, method, reverse):
     if init is not None:
         init = jax.tree.map(jnp.asarray, init)
         if not has_act(monoid):
-            raise TypeError(
-                f"`init` was given but {type(monoid).__name__} defines no `act`; "
-                "scan without `init`, or give the monoid an `act` method."
-            )
+            name = type(monoid).__name__
+            if type(monoid).act is AbstractMonoid.act:
+                why = f"{name} defines no `act`; scan without `init`, or give it an `act` method."
+            else:  # a combinator whose parts have no (common) action
+                why = f"this {name} has no lawful `act` (its action_direction is None): {monoid!r}."
+            raise TypeError(f"`init` was given but {why}")
         if not supports_direction(monoid, reverse):
             direction = "reverse" if reverse else "forward"
             raise TypeError(
