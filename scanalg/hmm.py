@@ -230,39 +230,56 @@ def _trans_probs(filtered, smoothed, a, time_varying):
     return a * (f.T @ ratio)
 
 
-def _inverse_cdf(weights: Array, u: Array) -> Array:
-    r"""Inverse-CDF draws, one per column, all from the same uniform.
+def _inverse_cdf_rows(row, num_candidates: int, total: Array, u: Array) -> Array:
+    r"""Inverse-CDF draws, one per column $j$, all from the same uniform.
 
-    For `weights` of shape `(..., K, J)` (candidates along axis -2) and `u` of shape
-    `(...,)`, returns for each column $j$ the largest $i$ with $w_{ij} > 0$ and
-    $\sum_{i' < i} w_{i'j} \le u \sum_{i'} w_{i'j}$: exactly the inverse CDF, and never
-    a zero-weight candidate whatever the rounding. Cost $O(KJ)$: one pass over the
-    candidates with a running sum (no `cumsum`, which XLA may lower to $O(K^2 J)$).
+    Candidate $i$ has weights `row(i)` of shape `(..., J)` (computed on the fly, never
+    stored), the columns' totals are `total`, and `u` has shape `(...,)`. Returns for
+    each column the largest $i$ with $w_{ij} > 0$ and
+    $\sum_{i' < i} w_{i'j} \le u \cdot \text{total}_j$: the inverse CDF, and never a
+    zero-weight candidate whatever the rounding. One fused pass over the candidates
+    with a running sum: $O(KJ)$ work (no `cumsum`, which XLA may lower to $O(K^2 J)$).
     Columns of zeros give 0.
     """
-    k = weights.shape[-2]
-    target = u[..., None] * jnp.sum(weights, axis=-2)
+    target = u[..., None] * total
     running = jnp.zeros_like(target)
     choice = jnp.zeros(target.shape, jnp.int32)
-    for i in range(k):  # over states, not time: K is small and static
-        w = weights[..., i, :]
+    for i in range(num_candidates):  # over states, not time: K is small and static
+        w = row(i)
         choice = jnp.where((w > 0) & (running <= target), jnp.int32(i), choice)
         running = running + w
     return choice
 
 
+def _inverse_cdf(weights: Array, u: Array) -> Array:
+    """`_inverse_cdf_rows` for weights given as an array `(..., K, J)`."""
+    k = weights.shape[-2]
+    return _inverse_cdf_rows(lambda i: weights[..., i, :], k, jnp.sum(weights, axis=-2), u)
+
+
 def _sample_one(u, filtered, a, time_varying, method):
     """One posterior path from uniforms `u` of shape `(T,)`: FFBS by composition."""
-    t = filtered.shape[0]
-    # E_t(j): a draw of z_t given z_{t+1} = j, from column j of the backward kernel
-    # (unnormalised weights filtered_t[i] A_t[i, j]). A column that is all zero
-    # (z_{t+1} = j impossible given y_{1:t}: reached only after an impossible step, or
-    # when float underflow made successive filtered distributions disagree) falls back
-    # to the prior weights A_t[i, j], so a path always has positive prior probability.
-    steps = _steps(a, time_varying, t - 1)
-    weights = filtered[:-1, :, None] * steps
-    weights = jnp.where(jnp.sum(weights, axis=-2, keepdims=True) > 0, weights, steps)
-    table = _inverse_cdf(weights, u[:-1])
+    # E_t(j): a draw of z_t given z_{t+1} = j from column j of the backward kernel,
+    # weights filtered_t[i] A_t[i, j], column total (filtered_t A_t)_j. A column that
+    # is all zero (z_{t+1} = j impossible given y_{1:t}: reached only after an
+    # impossible step, or when float underflow made successive filtered distributions
+    # disagree) falls back to the prior weights A_t[i, j], so a path always has
+    # positive prior probability.
+    f = filtered[:-1]
+    if time_varying:
+        total = jnp.einsum("ti,tij->tj", f, a)
+        prior_total = jnp.sum(a, axis=-2)
+    else:
+        total = f @ a
+        prior_total = jnp.sum(a, axis=0)
+    dead = total <= 0
+
+    def row(i):
+        prior = a[:, i, :] if time_varying else a[i][None, :]
+        return jnp.where(dead, prior, f[:, i, None] * prior)
+
+    k = filtered.shape[1]
+    table = _inverse_cdf_rows(row, k, jnp.where(dead, prior_total, total), u[:-1])
     last = _inverse_cdf(filtered[-1][:, None], u[-1])[0]
     earlier = scan(FiniteFunction(), table, init=last, reverse=True, method=method)
     return jnp.concatenate([earlier, last[None]])

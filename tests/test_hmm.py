@@ -152,27 +152,19 @@ def test_sampler_single_and_shapes():
 
 
 def test_long_sequence_identical_across_methods():
-    """T = 10 000: every method draws the same paths and finds the same Viterbi path."""
+    """T = 10 000: every method draws the same path from the same key."""
     rng = np.random.default_rng(5)
     pi, a, ll = random_hmm(rng, 10_000, 4, zeros=True)
     key = jax.random.key(11)
-    draws, modes = [], []
-    for method in all_methods:
-
-        @jax.jit
-        def run(key, pi, a, ll):
-            states = hmm.hmm_posterior_sample(key, pi, a, ll, method=method)[1]
-            return states, hmm.hmm_posterior_mode(pi, a, ll, method=method)
-
-        d, m = run(key, pi, a, ll)
-        draws.append(np.asarray(d))
-        modes.append(np.asarray(m))
-    for d, m in zip(draws[1:], modes[1:]):
+    draws = [
+        np.asarray(hmm.hmm_posterior_sample(key, pi, a, ll, method=method)[1])
+        for method in all_methods
+    ]
+    for d in draws[1:]:
         np.testing.assert_array_equal(d, draws[0])
-        np.testing.assert_array_equal(m, modes[0])
-    assert not np.array_equal(draws[0], modes[0])
     assert np.all(a[draws[0][:-1], draws[0][1:]] > 0)  # only possible transitions
-    assert np.all(a[modes[0][:-1], modes[0][1:]] > 0)
+    other = np.asarray(hmm.hmm_posterior_sample(jax.random.key(12), pi, a, ll)[1])
+    assert not np.array_equal(other, draws[0])
 
 
 # --------------------------------------------------------------------------------------

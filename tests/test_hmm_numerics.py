@@ -83,7 +83,7 @@ def _adversarial(seed, num_steps=25, num_states=5):
     return pi, a, 100 * rng.normal(size=(num_steps, num_states))
 
 
-def _simulated(seed, num_steps=1000, num_states=6, sigma=0.07):
+def _simulated(seed, num_steps=25, num_states=5, sigma=0.07):
     """Data drawn from the model, observed with noise `sigma`: log-likelihood gaps of
     about 100 between neighbouring states."""
     rng = np.random.default_rng(seed)
@@ -122,7 +122,8 @@ def test_sparse_left_to_right_huge_loglikelihoods(method):
     the exact log-likelihood in float64 (against a log-space recursion) and nothing
     non-finite in float32, for random log-likelihoods and for data from the model."""
     key = jax.random.key(0)
-    for pi, a, ll in [_adversarial(seed) for seed in range(3)]:
+    problems = [_adversarial(seed) for seed in range(3)] + [_simulated(0)]
+    for number, (pi, a, ll) in enumerate(problems):
         exact = log_space_loglik(pi, a, ll)
         out = _everything(method)(key, *_cast(jnp.float64, pi, a, ll))
         np.testing.assert_allclose(out["smoother"].marginal_loglik, exact, rtol=1e-8)
@@ -132,11 +133,8 @@ def test_sparse_left_to_right_huge_loglikelihoods(method):
         out32 = _everything(method)(key, *_cast(jnp.float32, pi, a, ll))
         assert _all_finite(out32["smoother"])
         _check_paths([*out32["sample"][1], out32["mode"]], a)
-    pi, a, ll = _simulated(0)
-    exact = log_space_loglik(pi, a, ll)
-    filter_ = jax.jit(lambda *args: hmm.hmm_filter(*args, method=method).marginal_loglik)
-    np.testing.assert_allclose(filter_(*_cast(jnp.float64, pi, a, ll)), exact, rtol=1e-8)
-    np.testing.assert_allclose(filter_(*_cast(jnp.float32, pi, a, ll)), exact, rtol=1e-6)
+        if number == len(problems) - 1:  # data from the model: float32 is accurate too
+            np.testing.assert_allclose(out32["smoother"].marginal_loglik, exact, rtol=1e-6)
 
 
 def test_beyond_the_float_range_stays_finite():
@@ -152,7 +150,7 @@ def test_impossible_step(method):
     """A step where every state is impossible: marginal_loglik is -inf, nothing is NaN,
     and the documented values come back."""
     rng = np.random.default_rng(3)
-    pi, a, ll = random_hmm(rng, 6, 3, time_varying=True)
+    pi, a, ll = random_hmm(rng, 25, 5)  # the shapes of the test above: no new compile
     bad = 3
     ll[bad] = -np.inf
     out = jax.device_get(_everything(method)(jax.random.key(1), *_cast(jnp.float64, pi, a, ll)))
@@ -161,17 +159,17 @@ def test_impossible_step(method):
     for leaf in jax.tree.leaves(out):
         assert not np.any(np.isnan(leaf))
     # Up to the bad step, the filter of the prefix; at the bad step the prediction too.
-    prefix = reference(pi, a[: bad - 1], ll[:bad])
+    prefix = reference(pi, a, ll[:bad])
     np.testing.assert_allclose(post.filtered_probs[:bad], prefix["filtered_probs"], atol=1e-12)
     np.testing.assert_allclose(post.predicted_probs[:bad], prefix["predicted_probs"], atol=1e-12)
-    expected_prediction = prefix["filtered_probs"][-1] @ a[bad - 1]
+    expected_prediction = prefix["filtered_probs"][-1] @ a
     np.testing.assert_allclose(post.predicted_probs[bad], expected_prediction, atol=1e-12)
     # From the bad step on, zero vectors; smoothed and transition probabilities all zero.
     assert np.all(post.filtered_probs[bad:] == 0) and np.all(post.predicted_probs[bad + 1 :] == 0)
     assert np.all(post.smoothed_probs == 0) and np.all(post.initial_probs == 0)
     assert np.all(post.trans_probs == 0)
     for path in [*out["sample"][1], out["mode"]]:
-        assert path.shape == (6,) and np.all((0 <= path) & (path < 3))
+        assert path.shape == (25,) and np.all((0 <= path) & (path < 5))
 
 
 def test_impossible_first_and_last_step():
