@@ -8,8 +8,12 @@
 - Output pasted into the docs after `<!-- output-of: examples/NAME.py -->` is what
   the example prints today, line by line.
 - The install commands in the docs are the README's.
+- The API reference renders every public name of `scanalg`, `scanalg.monoids`,
+  `scanalg.laws` and `scanalg.strategies`.
 """
 
+import importlib
+import inspect
 import os
 import re
 import subprocess
@@ -141,3 +145,43 @@ def test_examples_in_docs_exist():
         mentioned |= set(re.findall(r"examples/(\w+\.py)", page.read_text()))
     missing = sorted(m for m in mentioned if not (ROOT / "examples" / m).exists())
     assert not missing, f"the docs mention examples that do not exist: {missing}"
+
+
+_PUBLIC_MODULES = ("scanalg", "scanalg.monoids", "scanalg.laws", "scanalg.strategies")
+
+
+def _public_names(module) -> list[str]:
+    names = getattr(module, "__all__", None)
+    if names is None:
+        names = [n for n in dir(module) if not n.startswith("_")]
+    return [n for n in names if not inspect.ismodule(getattr(module, n))]
+
+
+def _documented() -> set[int]:
+    """The objects the API reference renders (`::: path`, and a module's public members
+    unless its directive says `members: false`)."""
+    ids = set()
+    for page in sorted((DOCS / "api").glob("*.md")):
+        text = page.read_text()
+        for match in re.finditer(r"^::: ([\w.]+)\n((?:    .*\n)*)", text, re.M):
+            path, options = match.group(1), match.group(2)
+            try:
+                obj = importlib.import_module(path)
+            except ImportError:
+                parent, _, name = path.rpartition(".")
+                obj = getattr(importlib.import_module(parent), name)
+            ids.add(id(obj))
+            if inspect.ismodule(obj) and "members: false" not in options:
+                ids |= {id(getattr(obj, n)) for n in _public_names(obj)}
+    return ids
+
+
+def test_api_reference_covers_every_public_name():
+    documented = _documented()
+    missing = []
+    for module_name in _PUBLIC_MODULES:
+        module = importlib.import_module(module_name)
+        for name in _public_names(module):
+            if id(getattr(module, name)) not in documented:
+                missing.append(f"{module_name}.{name}")
+    assert not missing, f"add these to a page in docs/api/: {missing}"
