@@ -65,8 +65,9 @@ def best_of(fn, *args, repeats=3):
 print(f"HMM filter, T = {T:,}, K = {K}, {len(devices)} {devices[0].platform} devices")
 results, best = {}, {}
 for name, method in methods.items():
-    run = jax.jit(lambda ll, method=method: hmm_filter(initial_probs, transition_matrix, ll,
-                                                        method=method))
+    run = jax.jit(
+        lambda ll, method=method: hmm_filter(initial_probs, transition_matrix, ll, method=method)
+    )
     best[name] = best_of(run, inputs[name])
     results[name] = run(inputs[name])
     print(f"  {name:<28} {best[name] * 1e3:9.1f} ms")

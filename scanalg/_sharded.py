@@ -142,11 +142,18 @@ class Sharded(AbstractScanMethod):
             me = lax.axis_index(axis)
             if init is not None:
                 # The state entering this chunk: init acted on by the earlier chunks.
-                states = loop(monoid.act, init, totals, reverse=reverse, unroll=1,
-                              exclusive=True)[1]
+                states = loop(monoid.act, init, totals, reverse=reverse, unroll=1, exclusive=True)[
+                    1
+                ]
                 return local.prefix_act(monoid, chunk, _tree.index(states, me), reverse)
-            starts = loop(combine_step(on_elements(monoid), reverse), monoid.identity(total),
-                          totals, reverse=reverse, unroll=1, exclusive=True)[1]
+            starts = loop(
+                combine_step(on_elements(monoid), reverse),
+                monoid.identity(total),
+                totals,
+                reverse=reverse,
+                unroll=1,
+                exclusive=True,
+            )[1]
             start = _tree.index(starts, me)
             if inclusive is None:
                 step = combine_step(monoid, reverse)

@@ -1,10 +1,11 @@
 """Checks of `scanalg.Sharded` on forced host devices, run in a subprocess.
 
 `python tests/sharded_worker.py N` forces N CPU devices (XLA_FLAGS must be set before
-JAX is imported, hence the subprocess), runs every check and prints one JSON line
-`{"devices": N, "results": {check: [ok, detail, seconds]}}`. `tests/test_sharded.py` runs it
-for N = 4 and 8 and turns each check into a test. No check is allowed to crash the
-worker: an exception is a failed check with its message as the detail.
+JAX is imported, hence the subprocess), runs the checks `CHECKS[N]` and prints one
+JSON line `{"devices": N, "results": {check: [ok, detail, seconds]}}` (seconds of CPU
+time). `tests/test_sharded.py` runs it for N = 4 and 8 at once and turns each check
+into a test. No check is allowed to crash the worker: an exception is a failed check
+with its message as the detail.
 """
 
 import json
@@ -16,17 +17,18 @@ import traceback
 MONOIDS = ("Sum", "Product", "Max", "Min", "LogAddExp", "MatMul", "Affine", "FiniteFunction")
 # Per device count D: a multiple of D, a length that is not, and one below D.
 LENGTH_KINDS = ("multiple", "ragged", "short")
-CHECKS = (
+# Checks whose subject is the chunking run on both device counts; the others (whose
+# device count is incidental) on one each, to share the time between the workers.
+BOTH = (
     *(f"{m}-{kind}" for m in MONOIDS for kind in LENGTH_KINDS),
-    "local-parallel",
-    "reduce",
-    "eager-sharding",
-    "explicit-mesh",
-    "batch-1d",
     "batch-2d",
-    *(f"hmm-{kind}" for kind in ("multiple", "ragged", "short")),
+    *(f"hmm-{kind}" for kind in ("aligned", "multiple")),
     *(f"lgssm_filter-{kind}" for kind in ("multiple", "ragged")),
 )
+CHECKS = {
+    4: (*BOTH, "local-parallel", "grad", "reduce"),
+    8: (*BOTH, "hmm-short", "eager-sharding", "explicit-mesh", "batch-1d"),
+}
 
 
 def lengths(devices: int) -> dict[str, int]:
@@ -54,6 +56,8 @@ def run_checks(devices: int) -> dict[str, tuple[bool, str, float]]:
 
     def check(name):
         def wrap(fn):
+            if name not in CHECKS[devices]:
+                return fn
             start = time.process_time()
             try:
                 ok, detail = fn()
@@ -94,7 +98,7 @@ def run_checks(devices: int) -> dict[str, tuple[bool, str, float]]:
             carry = monoid.identity(at[0])
             step = (lambda c, x: combine(x, c)) if reverse else combine
         out = [None] * n
-        for t in (range(n - 1, -1, -1) if reverse else range(n)):
+        for t in range(n - 1, -1, -1) if reverse else range(n):
             new = step(carry, at[t])
             out[t], carry = (carry if exclusive else new), new
         return jax.tree.map(lambda *xs: np.stack(xs), *out)
@@ -119,11 +123,19 @@ def run_checks(devices: int) -> dict[str, tuple[bool, str, float]]:
             def _(monoid=monoid, name=name, n=n, kind=kind):
                 cases = variants(monoid)
                 init = make_init(name)
-                run = jax.jit(lambda elems: [
-                    scanalg.scan(monoid, elems, reverse=reverse, exclusive=exclusive,
-                                 init=init if with_init else None, method=sharded)
-                    for reverse, exclusive, with_init in cases
-                ])
+                run = jax.jit(
+                    lambda elems: [
+                        scanalg.scan(
+                            monoid,
+                            elems,
+                            reverse=reverse,
+                            exclusive=exclusive,
+                            init=init if with_init else None,
+                            method=sharded,
+                        )
+                        for reverse, exclusive, with_init in cases
+                    ]
+                )
                 got = run(make_elems(name, n))
                 want = [reference(name, n, *case) for case in cases]
                 ok, detail = compare(got, want, exact=name in ("FiniteFunction", "Max", "Min"))
@@ -137,24 +149,58 @@ def run_checks(devices: int) -> dict[str, tuple[bool, str, float]]:
     @check("local-parallel")
     def _():
         # The accelerator configuration: a parallel scan and reduction inside each device.
-        method = scanalg.Sharded(mesh, "time", local=scanalg.Parallel(),
-                                 local_reduce=scanalg.Parallel())
+        method = scanalg.Sharded(
+            mesh, "time", local=scanalg.Parallel(), local_reduce=scanalg.Parallel()
+        )
         details = []
         for name, kind in (("Affine", "ragged"), ("FiniteFunction", "multiple")):
             n = lengths(devices)[kind]
             cases = variants(all_monoids[name])
             init = make_init(name)
-            got = jax.jit(lambda elems, name=name, cases=cases, init=init: [
-                scanalg.scan(all_monoids[name], elems, reverse=reverse, exclusive=exclusive,
-                             init=init if with_init else None, method=method)
-                for reverse, exclusive, with_init in cases
-            ])(make_elems(name, n))
+            got = jax.jit(
+                lambda elems, name=name, cases=cases, init=init: [
+                    scanalg.scan(
+                        all_monoids[name],
+                        elems,
+                        reverse=reverse,
+                        exclusive=exclusive,
+                        init=init if with_init else None,
+                        method=method,
+                    )
+                    for reverse, exclusive, with_init in cases
+                ]
+            )(make_elems(name, n))
             want = [reference(name, n, *case) for case in cases]
             ok, detail = compare(got, want, exact=name == "FiniteFunction")
             if not ok:
                 return False, f"{name} T={n}: {detail}"
             details.append(detail)
         return True, "; ".join(details)
+
+    @check("grad")
+    def _():
+        # Reverse mode through shard_map: gradients for the split elements, the
+        # replicated initial state and the monoid's own parameters (an HMM matrix).
+        n = lengths(devices)["ragged"]
+        elems, h0 = make_elems("Affine", n), jnp.array([1.0, -2.0, 0.5])
+        ll = jnp.asarray(np.random.default_rng(n).normal(size=(n, 3)))
+        hmm_monoid = scanalg.monoids.HMMForward
+
+        def loss(elems, h0, a, method):
+            states = scanalg.scan(
+                all_monoids["Affine"], elems, init=h0, exclusive=True, method=method
+            )
+            filtered = scanalg.scan(hmm_monoid(a), ll, init=jnp.full(3, 1 / 3), method=method)
+            return jnp.sum(jnp.sin(states)) + jnp.sum(filtered**2)
+
+        grads = jax.jit(
+            lambda *args: [
+                jax.grad(loss, argnums=(0, 1, 2))(*args, method=m)
+                for m in (sharded, scanalg.Sequential())
+            ]
+        )
+        got, want = grads(elems, h0, jnp.full((3, 3), 0.2) + 0.4 * jnp.eye(3))
+        return compare(got, want, exact=False, tol=1e-10)
 
     @check("reduce")
     def _():
@@ -164,8 +210,10 @@ def run_checks(devices: int) -> dict[str, tuple[bool, str, float]]:
 
         @jax.jit
         def run(elems):
-            return [[scanalg.reduce(m, e, method=method) for m, e in zip(monoids, elems)]
-                    for method in (sharded, scanalg.Sequential())]
+            return [
+                [scanalg.reduce(m, e, method=method) for m, e in zip(monoids, elems)]
+                for method in (sharded, scanalg.Sequential())
+            ]
 
         got, want = run(elems)
         return compare(got, want, exact=False, tol=1e-12)
@@ -177,8 +225,9 @@ def run_checks(devices: int) -> dict[str, tuple[bool, str, float]]:
         n = lengths(devices)["multiple"]
         name = "Affine"
         elems = jax.device_put(make_elems(name, n), time_sharding)
-        out = scanalg.scan(all_monoids[name], elems, init=make_init(name), exclusive=True,
-                           method=sharded)
+        out = scanalg.scan(
+            all_monoids[name], elems, init=make_init(name), exclusive=True, method=sharded
+        )
         shard_lengths = {s.data.shape[0] for s in out.addressable_shards}
         if not out.sharding.is_equivalent_to(time_sharding, out.ndim) or (
             shard_lengths != {n // devices}
@@ -233,12 +282,16 @@ def run_checks(devices: int) -> dict[str, tuple[bool, str, float]]:
         init = make_init("FiniteFunction")
 
         def one(method):
-            return lambda e: scanalg.scan(scanalg.monoids.FiniteFunction(), e, init=init,
-                                          reverse=True, exclusive=True, method=method)
+            return lambda e: scanalg.scan(
+                scanalg.monoids.FiniteFunction(),
+                e,
+                init=init,
+                reverse=True,
+                exclusive=True,
+                method=method,
+            )
 
-        got = jax.jit(jax.vmap(one(scanalg.Sharded(mesh2, "time")), spmd_axis_name="batch"))(
-            elems
-        )
+        got = jax.jit(jax.vmap(one(scanalg.Sharded(mesh2, "time")), spmd_axis_name="batch"))(elems)
         want = jax.vmap(one("sequential"))(elems)
         if not got.sharding.is_equivalent_to(both, got.ndim):
             return False, f"output sharding {got.sharding}"
@@ -249,7 +302,10 @@ def run_checks(devices: int) -> dict[str, tuple[bool, str, float]]:
         from scanalg import hmm
     except ImportError:
         hmm = None
-    for kind, n in lengths(devices).items():
+    # The HMM functions scan T - 1 steps: "aligned" makes those a multiple of D (the
+    # even path), "multiple" makes T one (so the scans are ragged).
+    hmm_lengths = {"aligned": 2 * devices + 1, "multiple": 3 * devices, "short": devices - 1}
+    for kind, n in hmm_lengths.items():
 
         @check(f"hmm-{kind}")
         def _(n=n):
@@ -266,16 +322,21 @@ def run_checks(devices: int) -> dict[str, tuple[bool, str, float]]:
             def run(pi, a, ll):
                 out = []
                 for method in (sharded, scanalg.Sequential()):
-                    out.append((
-                        hmm.hmm_filter(pi, a, ll, method=method),
-                        hmm.hmm_posterior_sample(key, pi, a, ll, method=method),
-                        hmm.hmm_posterior_mode(pi, a, ll, method=method),
-                    ))
+                    out.append(
+                        (
+                            hmm.hmm_filter(pi, a, ll, method=method),
+                            hmm.hmm_posterior_sample(key, pi, a, ll, method=method),
+                            hmm.hmm_posterior_mode(pi, a, ll, method=method),
+                        )
+                    )
                 return out
 
             (f1, s1, m1), (f2, s2, m2) = run(pi, a, ll)
-            for what, got, want, exact in [("filter", f1, f2, False), ("sample", s1, s2, False),
-                                           ("mode", m1, m2, True)]:
+            for what, got, want, exact in [
+                ("filter", f1, f2, False),
+                ("sample", s1, s2, False),
+                ("mode", m1, m2, True),
+            ]:
                 ok, detail = compare(got, want, exact=exact)
                 if not ok:
                     return False, f"{what}: {detail}"
@@ -299,13 +360,15 @@ def run_checks(devices: int) -> dict[str, tuple[bool, str, float]]:
 
             @jax.jit
             def run(params, emissions):
-                return [lgssm.lgssm_filter(params, emissions, method=m)
-                        for m in (sharded, scanalg.Sequential())]
+                return [
+                    lgssm.lgssm_filter(params, emissions, method=m)
+                    for m in (sharded, scanalg.Sequential())
+                ]
 
             got, want = run(params, emissions)
             return compare(got, want, exact=False, tol=1e-8)
 
-    missing = set(CHECKS) - set(results)
+    missing = set(CHECKS[devices]) - set(results)
     for name in missing:
         results[name] = (False, "check did not run", 0.0)
     return results

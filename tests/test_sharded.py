@@ -2,7 +2,7 @@
 
 The checks that need several devices run in two subprocesses (4 and 8 forced CPU
 devices; `XLA_FLAGS` must be set before JAX starts), started together, each running
-every check of `tests/sharded_worker.py` once and reporting JSON; each check is one
+its checks of `tests/sharded_worker.py` once and reporting JSON; each check is one
 test here. Bad input is tested in this process.
 """
 
@@ -49,8 +49,11 @@ def worker_results():
     return results
 
 
-@pytest.mark.parametrize("check", CHECKS)
-@pytest.mark.parametrize("devices", DEVICE_COUNTS)
+@pytest.mark.parametrize(
+    "devices, check",
+    [(n, check) for n in DEVICE_COUNTS for check in CHECKS[n]],
+    ids=[f"{n}dev-{check}" for n in DEVICE_COUNTS for check in CHECKS[n]],
+)
 def test_sharded(worker_results, devices, check):
     ok, detail, _ = worker_results[devices][check]
     assert ok, f"{check} on {devices} devices: {detail}"
@@ -78,8 +81,9 @@ def test_one_device():
     xs = jnp.linspace(0.5, 1.5, 7, dtype=jnp.float64)
 
     def loss(xs, method):
-        ys = scanalg.scan(scanalg.monoids.Product(), xs, init=jnp.array(2.0), reverse=True,
-                          method=method)
+        ys = scanalg.scan(
+            scanalg.monoids.Product(), xs, init=jnp.array(2.0), reverse=True, method=method
+        )
         return jnp.sum(ys**2)
 
     got = jax.jit(jax.value_and_grad(loss), static_argnums=1)(xs, method)
