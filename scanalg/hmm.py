@@ -9,11 +9,23 @@ Every function here builds scan elements, calls `scanalg.scan`, and reads the
 results out; `method=` is passed to the scan, so all methods return the same answer
 (up to rounding; samples and Viterbi paths are integer and identical).
 
-**Numerics.** Messages are normalised, with row log-scales carried separately (see
-`scanalg.monoids.HMMForward`), so nothing underflows and nothing is clamped:
-structural zeros in the matrices and $-\infty$ log-likelihoods are exact. The marginal
-log-likelihood is the pairwise (tree) sum of the per-step log-normalisers
-$\log p(y_t \mid y_{1:t-1})$, accurate in float32 for very long sequences.
+**Numerics.** Filtered probabilities are normalised at every step; products of many
+steps (parallel and blocked methods) keep a log-scale per row (see
+`scanalg.monoids.HMMForward`), so no product underflows; the smoother carries
+probabilities back through Markov kernels (`scanalg.monoids.HMMBackward`), whose
+entries never leave $[0, 1]$. Nothing is clamped: structural zeros in the matrices
+and $-\infty$ log-likelihoods are exact. The marginal log-likelihood is the tree sum
+of the per-step log-normalisers $\log p(y_t \mid y_{1:t-1})$, accurate in float32
+for very long sequences (a running sum is not).
+
+*Dynamic range.* Probabilities are stored as numbers, not logarithms (that is what
+makes the sequential filter cost one matrix-vector product per step). A state whose
+probability relative to the most likely one falls below the dtype's range (about
+$e^{-708}$ in float64, $e^{-87}$ in float32) is stored as zero; if later
+observations favour it by that much again (log-likelihood differences of hundreds of
+nats that contradict the model), the result is finite but no longer exact. Samples
+never contain a transition of prior probability zero. Viterbi works in log space
+and is not affected.
 
 **Impossible observations.** If at some step $s$ every state has probability zero,
 `marginal_loglik` is $-\infty$. Filtered and predicted probabilities are the usual

@@ -24,11 +24,11 @@ def _all_finite(tree):
 
 
 # Parallel runs a K^3 combine per element and is far slower than the others on a CPU,
-# so it gets the shorter of the lengths here (its accuracy is tested at T = 1e5 below).
+# so it gets a shorter length here (its log-likelihood is tested at T = 1e5 below).
 @pytest.mark.parametrize(
     "method, length",
-    [(scanalg.Sequential(), 10**6), (scanalg.Blocked(), 10**6), (scanalg.Parallel(), 10**5)],
-    ids=["Sequential-1e6", "Blocked-1e6", "Parallel-1e5"],
+    [(scanalg.Sequential(), 10**6), (scanalg.Blocked(), 10**6), (scanalg.Parallel(), 3 * 10**4)],
+    ids=["Sequential-1e6", "Blocked-1e6", "Parallel-3e4"],
 )
 def test_float32_long_sequence(method, length):
     """float32, K = 5: nothing non-finite; filtered and smoothed within 1e-3 of float64."""
@@ -103,7 +103,7 @@ def _everything(method):
     def run(key, pi, a, ll):
         return dict(
             smoother=hmm.hmm_smoother(pi, a, ll, method=method),
-            sample=hmm.hmm_posterior_sample(key, pi, a, ll, method=method, num_samples=3),
+            sample=hmm.hmm_posterior_sample(key, pi, a, ll, method=method),
             mode=hmm.hmm_posterior_mode(pi, a, ll, method=method),
         )
 
@@ -129,10 +129,10 @@ def test_sparse_left_to_right_huge_loglikelihoods(method):
         np.testing.assert_allclose(out["smoother"].marginal_loglik, exact, rtol=1e-8)
         assert _all_finite(out["smoother"])
         np.testing.assert_allclose(out["smoother"].smoothed_probs.sum(-1), 1, rtol=1e-10)
-        _check_paths([*out["sample"][1], out["mode"]], a)
+        _check_paths([out["sample"][1], out["mode"]], a)
         out32 = _everything(method)(key, *_cast(jnp.float32, pi, a, ll))
         assert _all_finite(out32["smoother"])
-        _check_paths([*out32["sample"][1], out32["mode"]], a)
+        _check_paths([out32["sample"][1], out32["mode"]], a)
         if number == len(problems) - 1:  # data from the model: float32 is accurate too
             np.testing.assert_allclose(out32["smoother"].marginal_loglik, exact, rtol=1e-6)
 
@@ -168,7 +168,7 @@ def test_impossible_step(method):
     assert np.all(post.filtered_probs[bad:] == 0) and np.all(post.predicted_probs[bad + 1 :] == 0)
     assert np.all(post.smoothed_probs == 0) and np.all(post.initial_probs == 0)
     assert np.all(post.trans_probs == 0)
-    for path in [*out["sample"][1], out["mode"]]:
+    for path in [out["sample"][1], out["mode"]]:
         assert path.shape == (25,) and np.all((0 <= path) & (path < 5))
 
 
