@@ -322,7 +322,7 @@ def test_segmented_integer_flags_and_elementwise():
 
 def test_segmented_action_errors():
     xs = (jnp.array([True, False]), jnp.ones((2, 2)))
-    with pytest.raises(TypeError, match="no `act`"):
+    with pytest.raises(TypeError, match="has no lawful `act`"):
         scanalg.scan(M.Segmented(M.Sum()), xs, init=jnp.zeros(2))
     with pytest.raises(TypeError, match="needs a `reset` state"):
         M.Segmented(M.Sum()).act(jnp.zeros(2), (jnp.array(True), jnp.ones(2)))
