@@ -87,7 +87,9 @@ _SMALL = 8
 
 
 def _mm(a: Float[Array, "n m"], b: Float[Array, "m ..."]) -> Float[Array, "n ..."]:
-    """`a @ b` for a matrix `a` and a matrix or vector `b`."""
+    """`a @ b` for a matrix `a` and a matrix or vector `b`, as one fusible
+    multiply-and-sum for small matrices (for `act` inside loops; under `vmap` a batched
+    `@` is better)."""
     if max(a.shape) > _SMALL:
         return a @ b
     if b.ndim == 1:
@@ -100,12 +102,14 @@ def _inv_logdet(
 ) -> tuple[Float[Array, "n n"], Float[Array, ""]]:
     r"""$M^{-1}$ and $\log\lvert\det M\rvert$, with partial pivoting.
 
-    `fused`: by unrolled Gauss-Jordan elimination (for one small matrix inside a
-    loop); otherwise by LAPACK (for batches under `vmap`, where the pivot
-    selection of Gauss-Jordan would become gathers).
+    By Gauss-Jordan elimination unrolled over the $n$ pivots, for small $n$; by LAPACK
+    otherwise. `fused=True` is for one matrix inside a loop (pivot rows swapped by
+    indexing); `fused=False` for batches under `vmap`, where indexing would become
+    gathers, so rows are swapped by selects, and only up to $n = 4$ (beyond that the
+    batched LAPACK calls are faster).
     """
     n = M.shape[-1]
-    if not fused or n > _SMALL:
+    if n > (_SMALL if fused else 4):
         lu, _, perm = jax.lax.linalg.lu(M)
         eye = _eye_like(M)
         inv = jax.lax.linalg.triangular_solve(
@@ -113,13 +117,17 @@ def _inv_logdet(
         )
         inv = jax.lax.linalg.triangular_solve(lu, inv, left_side=True, lower=False)
         return inv, jnp.sum(jnp.log(jnp.abs(jnp.diagonal(lu))))
-    # Gauss-Jordan on [M | I], unrolled over the n pivots.
-    aug = jnp.concatenate([M, _eye_like(M)], axis=1)
+    aug = jnp.concatenate([M, _eye_like(M)], axis=1)  # [M | I] -> [I | M^{-1}]
     rows = jnp.arange(n)
     logdet = jnp.zeros((), M.dtype)
     for k in range(n):
         piv = jnp.argmax(jnp.where(rows >= k, jnp.abs(aug[:, k]), -1))
-        aug = aug[jnp.where(rows == k, piv, jnp.where(rows == piv, k, rows))]
+        if fused:
+            aug = aug[jnp.where(rows == k, piv, jnp.where(rows == piv, k, rows))]
+        else:
+            is_piv = (rows == piv)[:, None]
+            row_piv = jnp.sum(jnp.where(is_piv, aug, 0), axis=0)
+            aug = jnp.where((rows == k)[:, None], row_piv, jnp.where(is_piv, aug[k], aug))
         pivot_row = aug[k] / aug[k, k]
         logdet = logdet + jnp.log(jnp.abs(aug[k, k]))
         factors = jnp.where(rows == k, 0, aug[:, k])
@@ -158,10 +166,11 @@ def _absorb(
 
     none of which needs $C^{-1}$ (so $C$ may be singular, as in the identity).
     """
-    M_inv, logdet = _inv_logdet(_eye_like(C) + _mm(C, J), fused)
-    u = _mm(M_inv, b)
-    v = u + _mm(M_inv, _mm(C, eta))
-    lognorm = -0.5 * logdet + 0.5 * (eta @ v) + 0.5 * ((eta - _mm(J, b)) @ u)
+    mm = _mm if fused else jnp.matmul
+    M_inv, logdet = _inv_logdet(_eye_like(C) + mm(C, J), fused)
+    u = mm(M_inv, b)
+    v = u + mm(M_inv, mm(C, eta))
+    lognorm = -0.5 * logdet + 0.5 * (eta @ v) + 0.5 * ((eta - mm(J, b)) @ u)
     return M_inv, v, lognorm
 
 
@@ -195,14 +204,14 @@ class KalmanFilter(AbstractMonoid):
     def combine(self, earlier: FilterElement, later: FilterElement) -> FilterElement:
         e, la = earlier, later
         M_inv, v, lognorm = _absorb(e.b, e.C, la.eta, la.J, fused=False)
-        X = _mm(la.A, M_inv)  # A_2 M^{-1}
-        Y = _mm(M_inv, e.A)  # M^{-1} A_1
+        X = la.A @ M_inv  # A_2 M^{-1}
+        Y = M_inv @ e.A  # M^{-1} A_1
         return FilterElement(
-            A=_mm(X, e.A),
-            b=_mm(la.A, v) + la.b,
-            C=symmetrize(_mm(_mm(X, e.C), la.A.T)) + la.C,
-            eta=_mm(Y.T, la.eta - _mm(la.J, e.b)) + e.eta,
-            J=symmetrize(_mm(_mm(Y.T, la.J), e.A)) + e.J,
+            A=(X @ e.A),
+            b=(la.A @ v) + la.b,
+            C=symmetrize((X @ e.C) @ la.A.T) + la.C,
+            eta=Y.T @ (la.eta - la.J @ e.b) + e.eta,
+            J=symmetrize((Y.T @ la.J) @ e.A) + e.J,
             loglik=e.loglik + la.loglik + lognorm,
         )
 
@@ -258,16 +267,16 @@ def filter_gain(
     **Arguments:** as for `kalman_filter_elements`.
     """
     diag = R.ndim == 1
-    HQ = _mm(H, Q)
-    S_inv, logdet = _psd_inv_logdet(_mm(HQ, H.T) + (jnp.diag(R) if diag else R))
-    K = _mm(HQ.T, S_inv)
-    I_KH = _eye_like(Q) - _mm(K, H)
-    KRK = _mm(K * R, K.T) if diag else _mm(_mm(K, R), K.T)
-    HFS = _mm(_mm(H, F).T, S_inv)
+    HQ = H @ Q
+    S_inv, logdet = _psd_inv_logdet((HQ @ H.T) + (jnp.diag(R) if diag else R))
+    K = HQ.T @ S_inv
+    I_KH = _eye_like(Q) - (K @ H)
+    KRK = (K * R) @ K.T if diag else K @ R @ K.T
+    HFS = (H @ F).T @ S_inv
     return FilterGain(
-        A=_mm(I_KH, F),
-        C=symmetrize(_mm(_mm(I_KH, Q), I_KH.T) + KRK),
-        J=symmetrize(_mm(HFS, _mm(H, F))),
+        A=(I_KH @ F),
+        C=symmetrize(((I_KH @ Q) @ I_KH.T) + KRK),
+        J=symmetrize(HFS @ (H @ F)),
         K=K,
         H=H,
         HFS=HFS,
@@ -287,15 +296,15 @@ def filter_element(
     $\ell = \log \mathcal{N}(e \mid 0, S)$. When `observed` is false the element only
     predicts: $(F, c, Q, 0, 0, 0)$.
     """
-    e = y - _mm(gain.H, c)
-    S_inv_e = _mm(gain.S_inv, e)
+    e = y - (gain.H @ c)
+    S_inv_e = gain.S_inv @ e
     log2pi = jnp.log(2 * jnp.pi).astype(y.dtype)
     loglik = -0.5 * (e @ S_inv_e) - 0.5 * gain.logdet - 0.5 * y.shape[-1] * log2pi
     obs = FilterElement(
         A=gain.A,
-        b=c + _mm(gain.K, e),
+        b=c + (gain.K @ e),
         C=gain.C,
-        eta=_mm(gain.HFS, e),
+        eta=(gain.HFS @ e),
         J=gain.J,
         loglik=loglik,
     )
@@ -392,7 +401,7 @@ class RTSSmoother(AbstractMonoid):
 
     def combine(self, earlier: SmootherElement, later: SmootherElement) -> SmootherElement:
         E, g = Dual(Affine()).combine((earlier.E, earlier.g), (later.E, later.g))
-        L = symmetrize(_mm(_mm(earlier.E, later.L), earlier.E.T)) + earlier.L
+        L = symmetrize((earlier.E @ later.L) @ earlier.E.T) + earlier.L
         return SmootherElement(E=E, g=g, L=L)
 
     def identity(self, like: SmootherElement) -> SmootherElement:
