@@ -36,6 +36,8 @@ everywhere. Posterior samples and Viterbi paths are still valid state indices, b
 carry no meaning. Nothing is NaN.
 """
 
+import functools
+import inspect
 from typing import NamedTuple
 
 import equinox as eqx
@@ -297,17 +299,39 @@ def _sample_one(u, filtered, a, time_varying, method):
     return jnp.concatenate([earlier, last[None]])
 
 
+def _jit_checking_lengths(fn):
+    """`eqx.filter_jit(fn)`, checking a concrete `lengths` against the data *before*
+    tracing, so a mismatch is a `ValueError` naming both numbers (under an outer `jit`
+    the check is an `equinox.error_if`)."""
+    jitted = eqx.filter_jit(fn)
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        lengths = bound.arguments.get("lengths")
+        if lengths is not None:
+            from ._hmm_ragged import check_lengths
+
+            num = jnp.shape(bound.arguments["log_likelihoods"])[0]
+            bound.arguments["lengths"] = check_lengths(lengths, num)
+        return jitted(*bound.args, **bound.kwargs)
+
+    return wrapper
+
+
 # --------------------------------------------------------------------------------------
 # Public API.
 # --------------------------------------------------------------------------------------
 
 
-@eqx.filter_jit
+@_jit_checking_lengths
 def hmm_filter(
     initial_probs: Float[Array, " num_states"],
     transition_matrix: _Transitions,
     log_likelihoods: Float[Array, "num_timesteps num_states"],
     *,
+    lengths: Int[Array, " num_sequences"] | None = None,
     method: str | AbstractScanMethod = "auto",
 ) -> HMMPosteriorFiltered:
     r"""Forward filtering: $p(z_t \mid y_{1:t})$ and $\log p(y_{1:T})$.
@@ -322,22 +346,34 @@ def hmm_filter(
       or time-varying, shape `(T-1, K, K)`.
     - `log_likelihoods`: $\ell_t[k] = \log p(y_t \mid z_t = k)$, shape `(T, K)`;
       $-\infty$ allowed.
+    - `lengths`: optional, shape `(B,)`: `log_likelihoods` holds $B$ sequences of
+      these lengths concatenated along time (a ragged batch, $\sum_b T_b = T$; a
+      time-varying `transition_matrix` is packed the same way, `(T-1, K, K)`). Every
+      sequence gets exactly its own answer, in one call; `marginal_loglik` then has
+      shape `(B,)`.
     - `method`: the scan method (see `scanalg.scan`).
 
     **Returns:**
 
     `HMMPosteriorFiltered(marginal_loglik, filtered_probs, predicted_probs)`.
     """
+    if lengths is not None:
+        from . import _hmm_ragged
+
+        return _hmm_ragged.hmm_filter(
+            initial_probs, transition_matrix, log_likelihoods, lengths=lengths, method=method
+        )
     pi, a, ll, tv = _validate(initial_probs, transition_matrix, log_likelihoods)
     return HMMPosteriorFiltered(*_forward(pi, a, ll, tv, method))
 
 
-@eqx.filter_jit
+@_jit_checking_lengths
 def hmm_smoother(
     initial_probs: Float[Array, " num_states"],
     transition_matrix: _Transitions,
     log_likelihoods: Float[Array, "num_timesteps num_states"],
     *,
+    lengths: Int[Array, " num_sequences"] | None = None,
     method: str | AbstractScanMethod = "auto",
 ) -> HMMPosterior:
     r"""Forward-backward smoothing: $p(z_t \mid y_{1:T})$ and expected transitions.
@@ -357,6 +393,12 @@ def hmm_smoother(
     initial_probs, trans_probs)`; `trans_probs` has shape `(T-1, K, K)` for a
     time-varying transition matrix and is summed over time, `(K, K)`, for a fixed one.
     """
+    if lengths is not None:
+        from . import _hmm_ragged
+
+        return _hmm_ragged.hmm_smoother(
+            initial_probs, transition_matrix, log_likelihoods, lengths=lengths, method=method
+        )
     pi, a, ll, tv = _validate(initial_probs, transition_matrix, log_likelihoods)
     loglik, filtered, predicted = _forward(pi, a, ll, tv, method)
     smoothed = _smoothed(filtered, a, tv, method)
@@ -370,13 +412,14 @@ def hmm_smoother(
     )
 
 
-@eqx.filter_jit
+@_jit_checking_lengths
 def hmm_posterior_sample(
     key: PRNGKeyArray,
     initial_probs: Float[Array, " num_states"],
     transition_matrix: _Transitions,
     log_likelihoods: Float[Array, "num_timesteps num_states"],
     *,
+    lengths: Int[Array, " num_sequences"] | None = None,
     method: str | AbstractScanMethod = "auto",
     num_samples: int | None = None,
 ) -> tuple[Scalar, Int[Array, " num_timesteps"] | Int[Array, "num_samples num_timesteps"]]:
@@ -396,8 +439,8 @@ def hmm_posterior_sample(
     **Arguments:**
 
     - `key`: a `jax.random` key.
-    - `initial_probs`, `transition_matrix`, `log_likelihoods`, `method`: as for
-      `hmm_filter`.
+    - `initial_probs`, `transition_matrix`, `log_likelihoods`, `lengths`, `method`:
+      as for `hmm_filter`.
     - `num_samples`: `None` for one path, or the number of paths to draw.
 
     **Returns:**
@@ -405,6 +448,18 @@ def hmm_posterior_sample(
     `(marginal_loglik, states)` with integer `states` of shape `(T,)`, or
     `(num_samples, T)`.
     """
+    if lengths is not None:
+        from . import _hmm_ragged
+
+        return _hmm_ragged.hmm_posterior_sample(
+            key,
+            initial_probs,
+            transition_matrix,
+            log_likelihoods,
+            lengths=lengths,
+            method=method,
+            num_samples=num_samples,
+        )
     pi, a, ll, tv = _validate(initial_probs, transition_matrix, log_likelihoods)
     loglik, filtered, _ = _forward(pi, a, ll, tv, method)
     t = ll.shape[0]
@@ -418,12 +473,13 @@ def hmm_posterior_sample(
     return loglik, sample(u)
 
 
-@eqx.filter_jit
+@_jit_checking_lengths
 def hmm_posterior_mode(
     initial_probs: Float[Array, " num_states"],
     transition_matrix: _Transitions,
     log_likelihoods: Float[Array, "num_timesteps num_states"],
     *,
+    lengths: Int[Array, " num_sequences"] | None = None,
     method: str | AbstractScanMethod = "auto",
 ) -> Int[Array, " num_timesteps"]:
     r"""The most likely path $\arg\max_{z_{1:T}} p(z_{1:T} \mid y_{1:T})$ (Viterbi).
@@ -441,6 +497,12 @@ def hmm_posterior_mode(
 
     The integer path, shape `(T,)`.
     """
+    if lengths is not None:
+        from . import _hmm_ragged
+
+        return _hmm_ragged.hmm_posterior_mode(
+            initial_probs, transition_matrix, log_likelihoods, lengths=lengths, method=method
+        )
     pi, a, ll, tv = _validate(initial_probs, transition_matrix, log_likelihoods)
     log_a = safe_log(a)
     monoid, raw = (MaxPlus(), LogMatrix(log_a, ll[:-1])) if tv else (MaxPlus(log_a), ll[:-1])
