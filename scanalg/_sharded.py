@@ -142,18 +142,14 @@ class Sharded(AbstractScanMethod):
             me = lax.axis_index(axis)
             if init is not None:
                 # The state entering this chunk: init acted on by the earlier chunks.
-                states = loop(monoid.act, init, totals, reverse=reverse, unroll=1, exclusive=True)[
-                    1
-                ]
+                _, states = loop(
+                    monoid.act, init, totals, reverse=reverse, unroll=1, exclusive=True
+                )
                 return local.prefix_act(monoid, chunk, _tree.index(states, me), reverse)
-            starts = loop(
-                combine_step(on_elements(monoid), reverse),
-                monoid.identity(total),
-                totals,
-                reverse=reverse,
-                unroll=1,
-                exclusive=True,
-            )[1]
+            # The product of the earlier chunks (later ones, in reverse): where it starts.
+            ident = monoid.identity(total)
+            on_totals = combine_step(on_elements(monoid), reverse)
+            _, starts = loop(on_totals, ident, totals, reverse=reverse, unroll=1, exclusive=True)
             start = _tree.index(starts, me)
             if inclusive is None:
                 step = combine_step(monoid, reverse)
