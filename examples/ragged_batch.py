@@ -7,7 +7,6 @@ against running sequences one by one, and time three ways of doing the batch:
 packed (one call), padded to the longest length (`vmap`), and a Python loop.
 """
 
-import inspect
 import os
 import time
 
@@ -15,10 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from scanalg import _hmm_ragged, hmm
-
-# `lengths=` support: through `scanalg.hmm` once it forwards the keyword.
-ragged = hmm if "lengths" in inspect.signature(hmm.hmm_posterior_sample).parameters else _hmm_ragged
+import scanalg
 
 SMALL = os.environ.get("SCANALG_EXAMPLE_SMALL") == "1"
 B, MIN_LEN, MAX_LEN, LOOPED = (40, 10, 500, 2) if SMALL else (1000, 10, 5000, 10)
@@ -45,15 +41,15 @@ def timed(fn, *args):
 
 # 1. Packed: one call for all sequences.
 (loglik, states), packed_first, packed = timed(
-    lambda k: ragged.hmm_posterior_sample(k, pi, A, ll, lengths=lengths), key
+    lambda k: scanalg.hmm_posterior_sample(k, pi, A, ll, lengths=lengths), key
 )
-smoothed = ragged.hmm_smoother(pi, A, ll, lengths=lengths).smoothed_probs
+smoothed = scanalg.hmm_smoother(pi, A, ll, lengths=lengths).smoothed_probs
 
 # 2. Padded to the longest sequence, vmapped. Padding steps have log-likelihood 0
 # (no evidence), which changes neither the likelihood nor the posterior of the rest.
 index = np.minimum(edges[:-1, None] + np.arange(lengths.max()), n - 1)
 padded_ll = jnp.where((np.arange(lengths.max()) < lengths[:, None])[..., None], ll[index], 0.0)
-vmapped = jax.jit(jax.vmap(lambda k, x: hmm.hmm_posterior_sample(k, pi, A, x)))
+vmapped = jax.jit(jax.vmap(lambda k, x: scanalg.hmm_posterior_sample(k, pi, A, x)))
 (padded_loglik, _), padded_first, padded = timed(vmapped, jax.random.split(key, B), padded_ll)
 
 # 3. A Python loop over the first LOOPED sequences (each new length compiles anew).
@@ -61,8 +57,8 @@ loop_first = loop = 0.0
 looped = []
 for b in range(LOOPED):
     x = ll[edges[b] : edges[b + 1]]
-    out, first, second = timed(lambda k, x=x: hmm.hmm_posterior_sample(k, pi, A, x), key)
-    looped.append((out[0], hmm.hmm_smoother(pi, A, x).smoothed_probs))
+    out, first, second = timed(lambda k, x=x: scanalg.hmm_posterior_sample(k, pi, A, x), key)
+    looped.append((out[0], scanalg.hmm_smoother(pi, A, x).smoothed_probs))
     loop_first, loop = loop_first + first, loop + second
 
 # Checks against the per-sequence runs.
