@@ -55,7 +55,6 @@ from .monoids._hmm import (
     MaxPlus,
     ScaledMatrix,
     finite_or_zero,
-    normalise,
     safe_log,
     support_max,
 )
@@ -203,21 +202,39 @@ def _forward(pi, a, ll, time_varying, method):
         monoid, raw = HMMForward(a), ll[:-1]
     later = scan(monoid, raw, init=pi, method=method)
     predicted = jnp.concatenate([pi[None], later], axis=0)
-    # Condition on y_t: q_t = pred_t * exp(l_t - m_t); the per-step normaliser is the
-    # mass that moves on, q_t . rowsum(A_t) (rowsum is 1 for a stochastic matrix; keeping
-    # it makes the log-likelihood the exact path sum for any nonnegative input).
-    shift = support_max(ll, predicted)
-    weights = predicted * jnp.exp(jnp.where(predicted > 0, ll - shift[:, None], -jnp.inf))
-    filtered = normalise(weights)
-    row_sums = jnp.sum(a, axis=-1)
-    moved = jnp.concatenate(
-        [
-            jnp.sum(weights[:-1] * row_sums, axis=-1),
-            jnp.sum(weights[-1:], axis=-1),
-        ]
-    )
-    marginal_loglik = _tree_sum(shift + safe_log(moved))
-    return marginal_loglik, filtered, predicted
+    filtered, log_normalisers = _condition(predicted, ll, jnp.sum(a, axis=-1), time_varying)
+    return _tree_sum(log_normalisers), filtered, predicted
+
+
+def _condition(predicted, ll, row_sums, time_varying):
+    r"""Condition each prediction on its observation: filtered probabilities and the
+    per-step log-normalisers.
+
+    With $q_t = p_t \odot e^{\ell_t - m_t}$ ($m_t$ the largest $\ell_t[k]$ with
+    $p_t[k] > 0$): $f_t = q_t / \lVert q_t\rVert_1$, and the log-normaliser is
+    $m_t + \log(q_t \cdot A_t \mathbf{1})$, the mass that moves on ($A_t\mathbf{1}
+    = \mathbf{1}$ for a stochastic matrix; keeping it makes the log-likelihood the exact
+    path sum for any nonnegative input, so its gradient is the path sum's), and
+    $m_t + \log\lVert q_T\rVert_1$ at the last step.
+    """
+    # Layout: XLA on CPU reduces slowly along a short minor axis, so for few states
+    # work on (K, T) arrays (reductions become T-vector adds).
+    axis = 0 if predicted.shape[1] <= 6 else 1
+    p, lik = (predicted.T, ll.T) if axis == 0 else (predicted, ll)
+    shift = support_max(lik, p, axis=axis)
+    weights = p * jnp.exp(jnp.where(p > 0, lik - jnp.expand_dims(shift, axis), -jnp.inf))
+    total = jnp.sum(weights, axis=axis)
+    filtered = weights / jnp.expand_dims(jnp.where(total > 0, total, 1), axis)
+    if time_varying:
+        moves = jnp.concatenate([row_sums, jnp.ones((1, row_sums.shape[1]), row_sums.dtype)])
+        moves = moves.T if axis == 0 else moves
+    else:
+        moves = jnp.expand_dims(row_sums, 1 - axis)
+    moved = jnp.sum(weights * moves, axis=axis)
+    if not time_varying:
+        moved = moved.at[-1].set(total[-1])
+    filtered = filtered.T if axis == 0 else filtered
+    return filtered, shift + safe_log(moved)
 
 
 def _smoothed(filtered, a, time_varying, method):
