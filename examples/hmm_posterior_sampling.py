@@ -19,17 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import scanalg
+from scanalg.bench import parse_lengths  # '1e1:1e6:11' or '10,100'
 
 METHODS = ("sequential", "parallel", "blocked", "auto")
-
-
-def lengths_from(spec: str) -> list[int]:
-    """`"1e1:1e6:11"` (start:stop:count, log-spaced) or a comma list `"10,100"`."""
-    if ":" in spec:
-        start, stop, count = spec.split(":")
-        grid = np.geomspace(float(start), float(stop), int(count))
-        return sorted({int(round(x)) for x in grid})
-    return [int(float(x)) for x in spec.split(",")]
 
 
 def main():
@@ -46,7 +38,7 @@ def main():
         args.lengths, args.repeats = "100", 1
     if args.x64:
         jax.config.update("jax_enable_x64", True)
-    lengths, methods, k = lengths_from(args.lengths), args.methods.split(","), args.num_states
+    lengths, methods, k = parse_lengths(args.lengths), args.methods.split(","), args.num_states
     times = {m: [] for m in methods}
     print(f"{jax.default_backend()}, K = {k}, {'float64' if args.x64 else 'float32'}")
     print(f"{'T':>9} " + " ".join(f"{m:>12}" for m in methods) + "   same states")
