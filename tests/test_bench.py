@@ -1,0 +1,61 @@
+"""`python -m scanalg.bench` runs end to end on tiny sizes."""
+
+import json
+
+import pytest
+
+from scanalg.bench import main, parse_lengths
+from scanalg.bench._run import crossovers
+
+pytest.importorskip("matplotlib")
+
+
+def test_parse_lengths():
+    assert parse_lengths("10,100") == [10, 100]
+    assert parse_lengths("1e1:1e3:3") == [10, 100, 1000]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["hmm-sample", "--sizes", "2"],
+        ["lgssm-filter", "--sizes", "2"],
+        ["monoid", "--monoid", "DiagonalAffine", "--sizes", "4"],
+    ],
+)
+def test_cli_end_to_end(argv, tmp_path, capsys):
+    records = main(
+        [
+            *argv,
+            "--lengths",
+            "8,16",
+            "--repeats",
+            "1",
+            "--methods",
+            "sequential,blocked",
+            "--no-progress",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert "device:" in out and "median ms" in out and "crossovers:" in out
+    assert {r["entry"] for r in records} == {"sequential", "blocked"}
+    assert {r["T"] for r in records} == {8, 16}
+    assert all(r["min_s"] <= r["median_s"] <= r["max_s"] for r in records)
+    written = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert written["device"]["backend"] == "cpu"
+    assert len(written["records"]) == len(records)
+    assert next(tmp_path.glob("*.png")).stat().st_size > 0
+
+
+def test_crossover_interpolation():
+    recs = [
+        {"size": 1, "entry": "a", "T": 10, "median_s": 2.0},
+        {"size": 1, "entry": "b", "T": 10, "median_s": 1.0},
+        {"size": 1, "entry": "a", "T": 1000, "median_s": 1.0},
+        {"size": 1, "entry": "b", "T": 1000, "median_s": 2.0},
+    ]
+    found = {(c["faster"], c["than"]): c["from_T"] for c in crossovers(recs)}
+    assert found[("a", "b")] == 100  # log-linear midpoint
+    assert found[("b", "a")] is None
