@@ -384,3 +384,17 @@ def test_lift_inputs(method):
         lambda m: jnp.sum(scanalg.scan(m, offsets, init=init, method="sequential"))
     )(monoid)
     assert tree_allclose(grad, ref, rtol=1e-8, atol=1e-10)
+
+
+def test_auto_rule_on_cpu():
+    auto = scanalg.Auto()
+    rng = np.random.default_rng(0)
+    a = jnp.asarray(rng.dirichlet(np.ones(4), size=4))
+    ll = jnp.zeros((2048, 4))
+    heavy = M.HMMForward(a)
+    assert isinstance(auto.resolve(heavy, ll, None), scanalg.Blocked)
+    assert isinstance(auto.resolve(heavy, ll, jnp.ones(4) / 4), scanalg.Sequential)
+    assert isinstance(auto.resolve(heavy, ll[:100], None), scanalg.Sequential)
+    assert isinstance(auto.resolve(M.MatMul(), jnp.zeros((2048, 3, 3)), None), scanalg.Sequential)
+    strict = scanalg.Auto(min_blocked_ops=10_000)
+    assert isinstance(strict.resolve(heavy, ll, None), scanalg.Sequential)
