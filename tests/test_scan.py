@@ -79,12 +79,18 @@ def _stack(items, like):
 
 
 @functools.cache
+def _jitted(name):
+    """`combine` and `act` of a monoid, jitted once (compiled once per shape)."""
+    monoid = all_monoids[name]
+    return jax.jit(monoid.combine), jax.jit(monoid.act)
+
+
+@functools.cache
 def reference(name, n, reverse, exclusive, with_init):
     """A plain Python left fold, one element at a time."""
     monoid = all_monoids[name]
     elems = make_elems(name, n)
-    combine = jax.jit(monoid.combine)
-    act = jax.jit(monoid.act) if with_init else None
+    combine, act = _jitted(name)
     order = range(n - 1, -1, -1) if reverse else range(n)
     if with_init:
         state = make_init(name)
