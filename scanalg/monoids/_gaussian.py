@@ -15,8 +15,14 @@ Two monoids run its inference on any scan method:
 Posterior sampling is a reverse scan of `Dual(Affine())`: the affine maps
 $z_{t+1} \mapsto E_t z_{t+1} + h_t$ composed backwards in time.
 
-The element builders `kalman_filter_elements` and `rts_smoother_elements` turn
-per-step model quantities into elements; `scanalg.lgssm` uses them.
+The element builders `kalman_filter_elements` (the composition of `filter_gain`,
+the observation-independent half, and `filter_element`) and `rts_smoother_elements`
+turn per-step model quantities into elements; `scanalg.lgssm` uses them.
+
+Numerics: covariances are built in Joseph form and symmetrised after every product,
+and nothing inverts a covariance that may be singular. The log-normalisers $\ell$ are
+exact but are differences of quadratic forms in the states; with states far from the
+origin in float32, prefer the prediction-error sum that `scanalg.lgssm_filter` uses.
 """
 
 from typing import ClassVar
@@ -191,7 +197,7 @@ class KalmanFilter(AbstractMonoid):
     \end{aligned}$$
 
     where $\lambda$ is the log-normaliser of conditioning
-    $\mathcal{N}(b_1, C_1)$ on the potential $(\eta_2, J_2)$ (see the source). The
+    $\mathcal{N}(b_1, C_1)$ on the potential $(\eta_2, J_2)$ (see `_absorb`). The
     identity is $(I, 0, 0, 0, 0, 0)$. One inversion of $M$ per product.
 
     The forward action on a `FilterState` $(m, P, \ell)$ is the product with the
