@@ -383,7 +383,7 @@ class Auto(AbstractScanMethod):
       `Sequential()`. A loop step costs a fixed overhead per operation, and `Blocked`
       spreads that overhead over all blocks at once under `vmap`. Measured on 2 cores
       at $T = 10^5$, HMM products (32 operations): blocked 42 ms vs sequential
-      188 ms. A $3	imes 3$ matrix product (1 operation): sequential 1.9 ms vs
+      188 ms. A $3\times 3$ matrix product (1 operation): sequential 1.9 ms vs
       blocked 21 ms.
     - **Accelerators.** `Sequential()` for $T <$ `min_parallel_length`, and
       `Parallel()` from there on.
