@@ -93,6 +93,20 @@ class Law:
 # --------------------------------------------------------------------------- laws
 
 
+class _Cases(dict):
+    """The side of a law that is checked in several cases: a dict from case labels
+    (e.g. `"Auto() forward inclusive"`) to values, reported case by case. A distinct
+    pytree node, so that elements that are themselves dicts are not split into cases."""
+
+
+jax.tree_util.register_pytree_with_keys(
+    _Cases,
+    lambda d: (tuple((jax.tree_util.DictKey(k), v) for k, v in d.items()), tuple(d)),
+    lambda keys, values: _Cases(zip(keys, values)),
+    flatten_func=lambda d: (tuple(d.values()), tuple(d)),
+)
+
+
 def _associativity(monoid, a, b, c):
     return (
         monoid.combine(monoid.combine(a, b), c),
@@ -130,7 +144,10 @@ def _action_compatibility(monoid, s, a, b):
         return forward, together
     if direction == "reverse":
         return reverse, together
-    return {"forward": forward, "reverse": reverse}, {"forward": together, "reverse": together}
+    return (
+        _Cases(forward=forward, reverse=reverse),
+        _Cases(forward=together, reverse=together),
+    )
 
 
 def _stack(items: list, like: PyTree) -> PyTree:
@@ -160,8 +177,9 @@ def fold(
     With $x_t$ = `monoid.lift` of the $t$-th input: forward without `init`:
     $y_0 = x_0$, $y_t = y_{t-1} \otimes x_t$; reverse: $y_{T-1} = x_{T-1}$,
     $y_t = x_t \otimes y_{t+1}$; with `init` $s$ the states
-    $s_t = $ `act`$(s_{t\mp1}, x_t)$ starting from $s$. `exclusive` records the value
-    before each step (the identity, or $s$, at the start).
+    $s_t = \mathrm{act}(s_{t-1}, x_t)$ forward and $s_t = \mathrm{act}(s_{t+1}, x_t)$
+    reverse, starting from $s$. `exclusive` records the value before each step (the
+    identity, or $s$, at the start).
 
     **Arguments:**
 
@@ -206,7 +224,7 @@ def _case_label(method, reverse: bool, exclusive: bool, with_init: bool) -> str:
 
 def _scan_agrees_with_fold(monoid, xs, s=None, *, methods=default_methods):
     methods = tuple(as_method(m) for m in methods)
-    lhs, rhs = {}, {}
+    lhs, rhs = _Cases(), _Cases()
     computed = {}
     for init in (None,) if s is None else (None, s):
         with_init = init is not None
@@ -411,8 +429,8 @@ def _equality_description(equal, rtol, atol, sides: PyTree) -> str:
 
 
 def _sides(lhs: PyTree, rhs: PyTree) -> list[tuple[str | None, PyTree, PyTree]]:
-    """Split dict-valued sides (one entry per case) into cases."""
-    if isinstance(lhs, dict) and isinstance(rhs, dict) and lhs.keys() == rhs.keys():
+    """Split sides with one entry per case (`_Cases`) into cases."""
+    if isinstance(lhs, _Cases) and isinstance(rhs, _Cases) and lhs.keys() == rhs.keys():
         return [(k, lhs[k], rhs[k]) for k in lhs]
     return [(None, lhs, rhs)]
 
@@ -483,7 +501,8 @@ def _compiler_options() -> dict[str, Any] | None:
     return options
 
 
-def _evaluate_impl(law: Law, options: tuple, static, dynamic):
+def _evaluate_impl(law: Law, options: tuple, static_treedef, static_leaves: tuple, dynamic):
+    static = jax.tree.unflatten(static_treedef, static_leaves)
     monoid, inputs, n = eqx.combine(dynamic, static)
     if n is not None:  # the first input is a padded sequence of length `n`
         inputs = (_pad_with_identity(monoid, inputs[0], n), *inputs[1:])
@@ -492,13 +511,18 @@ def _evaluate_impl(law: Law, options: tuple, static, dynamic):
 
 @functools.cache
 def _evaluate_jit():
-    return jax.jit(_evaluate_impl, static_argnums=(0, 1, 2), compiler_options=_compiler_options())
+    return jax.jit(
+        _evaluate_impl, static_argnums=(0, 1, 2, 3), compiler_options=_compiler_options()
+    )
 
 
 def _evaluate(law: Law, monoid, inputs: tuple, n, options: tuple):
     """`law(monoid, *inputs)` under `jit`, compiled once per law, monoid and shapes."""
     dynamic, static = eqx.partition((monoid, inputs, n), eqx.is_array)
-    return _evaluate_jit()(law, options, static, dynamic)
+    # The static part keeps the containers of the inputs and the monoid (dicts, lists),
+    # which are unhashable: pass it as its (hashable) treedef and non-array leaves.
+    static_leaves, static_treedef = jax.tree.flatten(static)
+    return _evaluate_jit()(law, options, static_treedef, tuple(static_leaves), dynamic)
 
 
 _pad = eqx.filter_jit(_pad_with_identity)

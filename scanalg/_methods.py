@@ -39,8 +39,19 @@ def combine_step(monoid: AbstractMonoid, reverse: bool) -> Callable:
 
 
 def act_step(monoid: AbstractMonoid) -> Callable:
-    """`step(state, x)`: the state acted on by the lifted input."""
-    return lambda state, x: monoid.act(state, monoid.lift(x))
+    """`step(state, x)`: the state acted on by the input (`monoid.act_input`)."""
+    return monoid.act_input
+
+
+def emitter(exclusive: bool, readout: Callable | None) -> Callable:
+    """`emit(before, after, x)`: what a loop step outputs: the state (before the step
+    if `exclusive`, after it otherwise), passed through `readout(state, x)` if given."""
+
+    def emit(before, after, x):
+        state = before if exclusive else after
+        return state if readout is None else readout(state, x)
+
+    return emit
 
 
 def loop(
@@ -53,12 +64,15 @@ def loop(
     keep: bool = True,
     exclusive: bool = False,
     valid: jax.Array | None = None,
+    emit: Callable | None = None,
 ) -> tuple[PyTree, PyTree]:
-    """A `lax.scan` of `step(carry, x) -> carry`, returning the final and all carries
-    (the carries before each step if `exclusive`).
+    """A `lax.scan` of `step(carry, x) -> carry`, returning the final carry and, per
+    step, `emit(before, after, x)` (default: the carry after the step, or before it
+    if `exclusive`).
 
     Steps where `valid` is false leave the carry unchanged (used for padding).
     """
+    emit = emitter(exclusive, None) if emit is None else emit
 
     def body(c, inputs):
         x, ok = inputs
@@ -67,7 +81,7 @@ def loop(
             new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, c)
         if not keep:
             return new, None
-        return new, (c if exclusive else new)
+        return new, emit(c, new, x)
 
     return lax.scan(body, carry, (xs, valid), reverse=reverse, unroll=unroll)
 
@@ -88,6 +102,9 @@ class _Elements(AbstractMonoid):
         return self.monoid.identity(like)
 
     def act(self, state, element):
+        return self.monoid.act(state, element)
+
+    def act_input(self, state, element):
         return self.monoid.act(state, element)
 
 
@@ -160,6 +177,39 @@ class AbstractScanMethod(eqx.Module):
         prefixes = self.prefix(monoid, elems, reverse)
         return jax.vmap(monoid.act, in_axes=(None, 0))(init, prefixes)
 
+    def states(
+        self,
+        monoid: AbstractMonoid,
+        elems: PyTree,
+        init: PyTree,
+        reverse: bool,
+        exclusive: bool = False,
+        readout: Callable | None = None,
+    ) -> PyTree:
+        r"""The states of a scan with an initial state, optionally read out per step.
+
+        The default runs `prefix_act`, shifts for an exclusive scan, and applies
+        `readout` to every (state, input) pair under `vmap`; loop-based methods fuse
+        the readout into their loop instead, so the states are never stored.
+
+        **Arguments:**
+
+        - `monoid`, `elems`, `init`, `reverse`: as for `prefix_act`.
+        - `exclusive`: the state before each step instead of after it.
+        - `readout`: `None`, or a function `readout(state, x)` of a state and the input
+          at the same step.
+
+        **Returns:**
+
+        The states (or their readouts), stacked along a leading time axis.
+        """
+        out = self.prefix_act(monoid, elems, init, reverse)
+        if exclusive:
+            out = shift(out, init, reverse)
+        if readout is not None:
+            out = jax.vmap(readout)(out, elems)
+        return out
+
     def resolve(
         self, monoid: AbstractMonoid, elems: PyTree, init: PyTree | None
     ) -> "AbstractScanMethod":
@@ -206,6 +256,11 @@ class Sequential(AbstractScanMethod):
     def prefix_act(self, monoid, elems, init, reverse):
         step = act_step(monoid)
         return loop(step, init, elems, reverse=reverse, unroll=self.unroll)[1]
+
+    def states(self, monoid, elems, init, reverse, exclusive=False, readout=None):
+        emit = emitter(exclusive, readout)
+        step = act_step(monoid)
+        return loop(step, init, elems, reverse=reverse, unroll=self.unroll, emit=emit)[1]
 
     def total(self, monoid, elems):
         carry = monoid.identity(element_like(monoid, elems))
@@ -330,10 +385,17 @@ class Blocked(AbstractScanMethod):
             valid = (jnp.arange(num * size) < n).reshape(num, size)
         return _tree.reshape_blocks(elems, num, size), valid, n
 
-    def _in_blocks(self, step, starts, blocks, valid, reverse, keep=True):
+    def _in_blocks(self, step, starts, blocks, valid, reverse, keep=True, emit=None):
         def run(start, block, ok):
             return loop(
-                step, start, block, reverse=reverse, unroll=self.unroll, keep=keep, valid=ok
+                step,
+                start,
+                block,
+                reverse=reverse,
+                unroll=self.unroll,
+                keep=keep,
+                valid=ok,
+                emit=emit,
             )
 
         final, out = jax.vmap(run)(starts, blocks, valid)
@@ -355,12 +417,16 @@ class Blocked(AbstractScanMethod):
         return _tree.time_slice(_tree.merge_blocks(out), 0, n)
 
     def prefix_act(self, monoid, elems, init, reverse):
+        return self.states(monoid, elems, init, reverse)
+
+    def states(self, monoid, elems, init, reverse, exclusive=False, readout=None):
         blocks, valid, n = self._blocks(elems)
         totals = self._block_totals(monoid, blocks, valid)
         inner = on_elements(monoid)
         outer = self.outer.resolve(inner, totals, init)
         starts = shift(outer.prefix_act(inner, totals, init, reverse), init, reverse)
-        out = self._in_blocks(act_step(monoid), starts, blocks, valid, reverse)
+        emit = emitter(exclusive, readout)
+        out = self._in_blocks(act_step(monoid), starts, blocks, valid, reverse, emit=emit)
         return _tree.time_slice(_tree.merge_blocks(out), 0, n)
 
     def total(self, monoid, elems):
@@ -418,6 +484,10 @@ class Auto(AbstractScanMethod):
 
     def prefix_act(self, monoid, elems, init, reverse):
         return self.resolve(monoid, elems, init).prefix_act(monoid, elems, init, reverse)
+
+    def states(self, monoid, elems, init, reverse, exclusive=False, readout=None):
+        method = self.resolve(monoid, elems, init)
+        return method.states(monoid, elems, init, reverse, exclusive, readout)
 
     def total(self, monoid, elems):
         return self.resolve(monoid, elems, None).total(monoid, elems)

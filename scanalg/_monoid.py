@@ -107,6 +107,26 @@ class AbstractMonoid(eqx.Module):
         """
         raise NotImplementedError(f"{type(self).__name__} does not define `act`.")
 
+    def act_input(self, state: PyTree, x: PyTree) -> PyTree:
+        r"""Apply the *input* `x` to `state`: `act(state, lift(x))` (the default).
+
+        Override it when acting with the input directly is cheaper than building the
+        element first (the HMM backward kernel is a $K\times K$ matrix, but applying
+        it to a vector needs only two matrix-vector products). It must agree with
+        `act(state, lift(x))` up to rounding. `Sequential` and `Blocked` call it
+        once per step when a scan has an initial state.
+
+        **Arguments:**
+
+        - `state`: a single state.
+        - `x`: a single input (no time axis).
+
+        **Returns:**
+
+        The new state, with the same structure, shapes and dtypes as `state`.
+        """
+        return self.act(state, self.lift(x))
+
 
 def has_act(monoid: AbstractMonoid) -> bool:
     """Whether `monoid` has a lawful `act`: it overrides `AbstractMonoid.act` and

@@ -1,11 +1,13 @@
 """The single entry point: `scan` and `reduce`."""
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jaxtyping import PyTree
 
+from . import _tree
 from ._methods import AbstractScanMethod, as_method, element_like, shift
 from ._monoid import AbstractMonoid, has_act, supports_direction
 
@@ -96,6 +98,7 @@ def scan(
     init: PyTree | None = None,
     reverse: bool = False,
     exclusive: bool = False,
+    readout: Callable[[PyTree, PyTree], PyTree] | None = None,
     method: str | AbstractScanMethod = "auto",
 ) -> PyTree:
     r"""Scan `elems` with `monoid`: all prefix (or suffix) products, or states.
@@ -114,6 +117,14 @@ def scan(
     - `reverse`: scan from the end: suffix products instead of prefix products.
     - `exclusive`: leave out the current element (shift by one, starting from the
       identity, or from `init`).
+    - `readout`: with `init` only, a function `readout(state, x)` of a state and the
+      *input* $x_t$ at the same step; the scan then returns `readout(s_t, x_t)`
+      stacked over time instead of the states $s_t$. `Sequential` and `Blocked`
+      evaluate it inside their loops, so the states are never stored and work shared
+      with `act` is done once (XLA merges common subexpressions of a loop body); the
+      other methods apply it afterwards under `vmap`. With `exclusive=True`, $s_t$ is
+      the state *before* step $t$: e.g. an HMM filter reads the filtered
+      distribution out of the prediction $s_t$ and the observation in $x_t$.
     - `method`: `"sequential"`, `"parallel"`, `"blocked"`, `"auto"` or an
       `AbstractScanMethod` instance such as `Blocked(block_size=64)`.
 
@@ -129,19 +140,21 @@ def scan(
     $y_{t+1}$ (reverse), with the identity (or $s$) at the boundary.
     """
     elems, n, method, init = _prepare(monoid, elems, init, method, reverse)
+    if readout is not None and init is None:
+        raise TypeError("`readout` needs `init`: it reads out the states of the scan.")
     if n == 0:
         if init is None:
             return elems
-        return jax.tree.map(lambda s: jnp.zeros((0, *s.shape), s.dtype), init)
+        like = init
+        if readout is not None:
+            like = jax.eval_shape(readout, init, _tree.like_element(elems))
+        return jax.tree.map(lambda s: jnp.zeros((0, *s.shape), s.dtype), like)
     method = method.resolve(monoid, elems, init)
-    if init is None:
-        out = method.prefix(monoid, elems, reverse)
-        first = monoid.identity(element_like(monoid, elems)) if exclusive else None
-    else:
-        out = method.prefix_act(monoid, elems, init, reverse)
-        first = init
+    if init is not None:
+        return method.states(monoid, elems, init, reverse, exclusive, readout)
+    out = method.prefix(monoid, elems, reverse)
     if exclusive:
-        out = shift(out, first, reverse)
+        out = shift(out, monoid.identity(element_like(monoid, elems)), reverse)
     return out
 
 

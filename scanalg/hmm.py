@@ -54,9 +54,9 @@ from .monoids._hmm import (
     LogMatrix,
     MaxPlus,
     ScaledMatrix,
+    condition,
     finite_or_zero,
     safe_log,
-    support_max,
 )
 
 _Transitions = (
@@ -116,13 +116,12 @@ def _float_dtype(*arrays):
     return dtype
 
 
-def _check_distributions(x: Array, name: str, what: str) -> Array:
-    """`equinox.error_if` unless the last axis holds probability vectors."""
+def _distribution_problem(x: Array) -> Array:
+    """True unless the last axis of `x` holds probability vectors (nonnegative, no
+    NaN, summing to one up to a dtype-aware tolerance)."""
     tol = jnp.sqrt(jnp.finfo(x.dtype).eps) * max(1, x.shape[-1]) ** 0.5
     bad_sign = jnp.any(x < 0) | jnp.any(jnp.isnan(x))
-    bad_sum = jnp.any(jnp.abs(jnp.sum(x, axis=-1) - 1) > tol)
-    x = eqx.error_if(x, bad_sign, f"`{name}` has negative or NaN entries; {what}.")
-    return eqx.error_if(x, bad_sum, f"`{name}` does not sum to one along its last axis; {what}.")
+    return bad_sign | jnp.any(jnp.abs(jnp.sum(x, axis=-1) - 1) > tol)
 
 
 def _validate(initial_probs, transition_matrix, log_likelihoods):
@@ -166,12 +165,19 @@ def _validate(initial_probs, transition_matrix, log_likelihoods):
         )
     dtype = _float_dtype(pi, a, ll)
     pi, a, ll = pi.astype(dtype), a.astype(dtype), ll.astype(dtype)
-    pi = _check_distributions(pi, "initial_probs", "it must be a probability vector")
-    a = _check_distributions(
-        a, "transition_matrix", "every row must be a probability vector (rows sum to one)"
-    )
-    bad_ll = jnp.any(jnp.isnan(ll) | (ll == jnp.inf))
-    ll = eqx.error_if(ll, bad_ll, "`log_likelihoods` contains NaN or +inf.")
+    # One `error_if` per argument, all tied to `pi` (used by every pass; a value
+    # passed through a check's `lax.cond` may be copied, and `pi` is small).
+    rule = "(nonnegative, no NaN, summing to one along the last axis)"
+    checks = [
+        (_distribution_problem(pi), f"`initial_probs` must be a probability vector {rule}."),
+        (
+            _distribution_problem(a),
+            f"Every row of `transition_matrix` must be a probability vector {rule}.",
+        ),
+        (jnp.any(jnp.isnan(ll) | (ll == jnp.inf)), "`log_likelihoods` contains NaN or +inf."),
+    ]
+    for bad, message in checks:
+        pi = eqx.error_if(pi, bad, message)
     return pi, a, ll, time_varying
 
 
@@ -185,9 +191,9 @@ def _steps(a: Array, time_varying: bool, num: int) -> Array:
     return a if time_varying else jnp.broadcast_to(a, (num, *a.shape))
 
 
-def _tree_sum(x: Array, fan_in: int = 8) -> Array:
-    r"""Sum a vector by a balanced tree of fan-in 8: rounding error $O(\log T)$ ulps,
-    not the $O(T)$ of a running sum, and cheap to compile ($\log_8 T$ levels)."""
+def _tree_sum(x: Array, fan_in: int = 32) -> Array:
+    r"""Sum a vector by a balanced tree of fan-in 32: rounding error $O(\log T)$ ulps,
+    not the $O(T)$ of a running sum, and cheap ($\log_{32} T$ levels)."""
     while x.shape[0] > 1:
         padded = -(-x.shape[0] // fan_in) * fan_in
         x = jnp.pad(x, (0, padded - x.shape[0])).reshape(-1, fan_in).sum(axis=1)
@@ -195,46 +201,40 @@ def _tree_sum(x: Array, fan_in: int = 8) -> Array:
 
 
 def _forward(pi, a, ll, time_varying, method):
-    """Forward filter: `(marginal_loglik, filtered_probs, predicted_probs)`."""
-    if time_varying:
-        monoid, raw = HMMForward(), ScaledMatrix(a, ll[:-1])
-    else:
-        monoid, raw = HMMForward(a), ll[:-1]
-    later = scan(monoid, raw, init=pi, method=method)
-    predicted = jnp.concatenate([pi[None], later], axis=0)
-    filtered, log_normalisers = _condition(predicted, ll, jnp.sum(a, axis=-1), time_varying)
-    return _tree_sum(log_normalisers), filtered, predicted
+    r"""Forward filter: `(marginal_loglik, filtered_probs, predicted_probs)`.
 
-
-def _condition(predicted, ll, row_sums, time_varying):
-    r"""Condition each prediction on its observation: filtered probabilities and the
-    per-step log-normalisers.
-
-    With $q_t = p_t \odot e^{\ell_t - m_t}$ ($m_t$ the largest $\ell_t[k]$ with
-    $p_t[k] > 0$): $f_t = q_t / \lVert q_t\rVert_1$, and the log-normaliser is
-    $m_t + \log(q_t \cdot A_t \mathbf{1})$, the mass that moves on ($A_t\mathbf{1}
-    = \mathbf{1}$ for a stochastic matrix; keeping it makes the log-likelihood the exact
-    path sum for any nonnegative input, so its gradient is the path sum's), and
-    $m_t + \log\lVert q_T\rVert_1$ at the last step.
+    One exclusive forward scan over all $T$ steps: the state before step $t$ is the
+    prediction $p_t = p(z_t \mid y_{1:t-1})$, and the readout conditions it on
+    $\ell_t$ (`condition`, the first half of the `act`: XLA does it once per loop
+    step), giving $f_t$ and $m_t + \log\lVert q_t\rVert_1$ with $q_t = p_t \odot
+    e^{\ell_t - m_t}$. The log-likelihood adds $\log(f_t \cdot A_t\mathbf{1})$ for
+    $t < T$: zero for a stochastic matrix, but it makes the result the exact path sum
+    for any nonnegative input, so its gradient is the path sum's.
     """
-    # Layout: XLA on CPU reduces slowly along a short minor axis, so for few states
-    # work on (K, T) arrays (reductions become T-vector adds).
-    axis = 0 if predicted.shape[1] <= 6 else 1
-    p, lik = (predicted.T, ll.T) if axis == 0 else (predicted, ll)
-    shift = support_max(lik, p, axis=axis)
-    weights = p * jnp.exp(jnp.where(p > 0, lik - jnp.expand_dims(shift, axis), -jnp.inf))
-    total = jnp.sum(weights, axis=axis)
-    filtered = weights / jnp.expand_dims(jnp.where(total > 0, total, 1), axis)
     if time_varying:
-        moves = jnp.concatenate([row_sums, jnp.ones((1, row_sums.shape[1]), row_sums.dtype)])
-        moves = moves.T if axis == 0 else moves
+        # The step out of the last state is never used: any matrix will do.
+        steps = jnp.concatenate([a, jnp.eye(a.shape[-1], dtype=a.dtype)[None]])
+        monoid, raw = HMMForward(), ScaledMatrix(steps, ll)
     else:
-        moves = jnp.expand_dims(row_sums, 1 - axis)
-    moved = jnp.sum(weights * moves, axis=axis)
-    if not time_varying:
-        moved = moved.at[-1].set(total[-1])
-    filtered = filtered.T if axis == 0 else filtered
-    return filtered, shift + safe_log(moved)
+        monoid, raw = HMMForward(a), ll
+
+    row_sums = jnp.sum(a, axis=-1)
+
+    def readout(predicted, x):
+        matrix, lik = (x.matrix, x.log_scale) if time_varying else (None, x)
+        weights, filtered, shift = condition(predicted, lik)
+        moves = jnp.sum(matrix, axis=-1) if time_varying else row_sums
+        return predicted, filtered, shift + safe_log(jnp.dot(weights, moves))
+
+    predicted, filtered, log_moved = scan(
+        monoid, raw, init=pi, exclusive=True, readout=readout, method=method
+    )
+    if not time_varying:  # (the padded last matrix is the identity: nothing to undo)
+        # The last step moves nothing: take the moved fraction f_T . A 1 back out.
+        undo = safe_log(jnp.dot(filtered[-1], row_sums))
+        last = jnp.where(jnp.isfinite(undo), log_moved[-1] - undo, log_moved[-1])
+        log_moved = log_moved.at[-1].set(last)
+    return _tree_sum(log_moved), filtered, predicted
 
 
 def _smoothed(filtered, a, time_varying, method):

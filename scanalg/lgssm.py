@@ -49,7 +49,13 @@ from .monoids._gaussian import (
 
 
 class LGSSMInitial(eqx.Module):
-    r"""The initial distribution $z_0 \sim \mathcal{N}(\mu_0, \Sigma_0)$."""
+    r"""The initial distribution $z_0 \sim \mathcal{N}(\mu_0, \Sigma_0)$.
+
+    **Fields:**
+
+    - `mean`: $\mu_0$, shape `(state_dim,)`.
+    - `cov`: $\Sigma_0$, shape `(state_dim, state_dim)`, a covariance matrix.
+    """
 
     mean: Float[Array, " state_dim"]
     cov: Float[Array, "state_dim state_dim"]
@@ -61,6 +67,13 @@ class LGSSMDynamics(eqx.Module):
     Time-varying arrays have a leading axis of length $T$; entry $t$ is used for the
     transition into $z_t$ (entry 0 is unused). `bias` and `input_weights` may be
     `None` (zero).
+
+    **Fields:** (each optionally with the time axis `T` in front)
+
+    - `weights`: $F_t$, shape `(state_dim, state_dim)`.
+    - `bias`: $b_t$, shape `(state_dim,)`, or `None`.
+    - `input_weights`: $B_t$, shape `(state_dim, input_dim)`, or `None`.
+    - `cov`: $Q_t$, shape `(state_dim, state_dim)`, a covariance matrix.
     """
 
     weights: Float[Array, "*ntime state_dim state_dim"]
@@ -76,6 +89,14 @@ class LGSSMEmissions(eqx.Module):
     `(emission_dim, emission_dim)` or a diagonal `(emission_dim,)`, optionally with
     the time axis in front. (A square `(T, T)` covariance with
     `T == emission_dim` is read as fixed and full, as in dynamax.)
+
+    **Fields:** (each optionally with the time axis `T` in front)
+
+    - `weights`: $H_t$, shape `(emission_dim, state_dim)`.
+    - `bias`: $d_t$, shape `(emission_dim,)`, or `None`.
+    - `input_weights`: $D_t$, shape `(emission_dim, input_dim)`, or `None`.
+    - `cov`: $R_t$, shape `(emission_dim, emission_dim)` (a covariance matrix), or
+      its diagonal, shape `(emission_dim,)`.
     """
 
     weights: Float[Array, "*ntime emission_dim state_dim"]
@@ -103,6 +124,12 @@ class LGSSMParams(eqx.Module):
     - `dynamics_input_weights`: $B$, `([T,] state_dim, input_dim)`.
     - `emissions_bias`: $d$, `([T,] emission_dim)`.
     - `emissions_input_weights`: $D$, `([T,] emission_dim, input_dim)`.
+
+    **Fields:**
+
+    - `initial`: an `LGSSMInitial` (`mean`, `cov`).
+    - `dynamics`: an `LGSSMDynamics` (`weights`, `bias`, `input_weights`, `cov`).
+    - `emissions`: an `LGSSMEmissions` (`weights`, `bias`, `input_weights`, `cov`).
     """
 
     initial: LGSSMInitial
@@ -141,11 +168,16 @@ class LGSSMParams(eqx.Module):
 class PosteriorGSSMFiltered(eqx.Module):
     r"""The filtering posterior (field names as dynamax's `PosteriorGSSMFiltered`).
 
-    - `marginal_loglik`: $\log p(y_{0:T-1} \mid u_{0:T-1})$.
-    - `filtered_means`, `filtered_covariances`: $\mathbb{E}$ and $\mathrm{Cov}$ of
-      $z_t \mid y_{0:t}$, shapes `(T, D)` and `(T, D, D)`.
-    - `predicted_means`, `predicted_covariances`: of $z_{t+1} \mid y_{0:t}$ for
-      $t = 0, \dots, T-2$, shapes `(T-1, D)` and `(T-1, D, D)`.
+    **Fields:**
+
+    - `marginal_loglik`: $\log p(y_{0:T-1} \mid u_{0:T-1})$, shape `()`.
+    - `filtered_means`: $\mathbb{E}[z_t \mid y_{0:t}]$, shape `(T, state_dim)`.
+    - `filtered_covariances`: $\mathrm{Cov}[z_t \mid y_{0:t}]$, shape
+      `(T, state_dim, state_dim)`.
+    - `predicted_means`: $\mathbb{E}[z_{t+1} \mid y_{0:t}]$ for
+      $t = 0, \dots, T-2$, shape `(T-1, state_dim)`.
+    - `predicted_covariances`: $\mathrm{Cov}[z_{t+1} \mid y_{0:t}]$ for
+      $t = 0, \dots, T-2$, shape `(T-1, state_dim, state_dim)`.
     """
 
     marginal_loglik: Float[Array, ""]
@@ -158,12 +190,19 @@ class PosteriorGSSMFiltered(eqx.Module):
 class PosteriorGSSMSmoothed(eqx.Module):
     r"""The smoothing posterior (field names as dynamax's `PosteriorGSSMSmoothed`).
 
-    - `marginal_loglik`, `filtered_means`, `filtered_covariances`: as in
-      `PosteriorGSSMFiltered`.
-    - `smoothed_means`, `smoothed_covariances`: of $z_t \mid y_{0:T-1}$.
+    **Fields:**
+
+    - `marginal_loglik`: $\log p(y_{0:T-1} \mid u_{0:T-1})$, shape `()`.
+    - `filtered_means`: $\mathbb{E}[z_t \mid y_{0:t}]$, shape `(T, state_dim)`.
+    - `filtered_covariances`: $\mathrm{Cov}[z_t \mid y_{0:t}]$, shape
+      `(T, state_dim, state_dim)`.
+    - `smoothed_means`: $\mathbb{E}[z_t \mid y_{0:T-1}]$, shape `(T, state_dim)`.
+    - `smoothed_covariances`: $\mathrm{Cov}[z_t \mid y_{0:T-1}]$, shape
+      `(T, state_dim, state_dim)`.
     - `smoothed_cross_covariances`: the cross moments
-      $\mathbb{E}[z_t z_{t+1}^\top \mid y_{0:T-1}]$, shape `(T-1, D, D)`. As in
-      dynamax these are *second moments*; the cross-covariance is
+      $\mathbb{E}[z_t z_{t+1}^\top \mid y_{0:T-1}]$ for $t = 0, \dots, T-2$, shape
+      `(T-1, state_dim, state_dim)`. As in dynamax these are *second moments*; the
+      cross-covariance is
       `smoothed_cross_covariances[t] - outer(smoothed_means[t], smoothed_means[t+1])`.
     """
 

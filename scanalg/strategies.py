@@ -92,13 +92,13 @@ def arrays(
     allow_infinity: bool = False,
     extra: st.SearchStrategy | None = None,
 ) -> st.SearchStrategy[np.ndarray]:
-    """Arrays of a fixed shape and dtype with values in `[min_value, max_value]`.
+    r"""Arrays of a fixed shape and dtype with values in `[min_value, max_value]`.
 
     **Arguments:**
 
     - `shape`, `dtype`: of the arrays (integer, floating or bool dtypes).
     - `min_value`, `max_value`: bounds of the values (`None`: unbounded).
-    - `allow_infinity`: allow $\\pm\\infty$ (floating dtypes, no bounds).
+    - `allow_infinity`: allow $\pm\infty$ (floating dtypes, no bounds).
     - `extra`: a strategy for further special values to mix in (e.g. `st.just(-inf)`).
 
     **Returns:**
@@ -115,23 +115,54 @@ def arrays(
 def sum_elements(
     shape: Shape = (), dtype: Any = np.float64, *, bound: float = 10.0
 ) -> st.SearchStrategy[np.ndarray]:
-    """Elements (and states) of `Sum`: arrays with values in `[-bound, bound]`."""
+    r"""Elements (and states) of `Sum`: arrays with values in `[-bound, bound]`.
+
+    **Arguments:**
+
+    - `shape`, `dtype`: of the arrays.
+    - `bound`: the largest magnitude of a value.
+
+    **Returns:**
+
+    A strategy of `np.ndarray` of shape `shape`.
+    """
     return arrays(shape, dtype, min_value=-bound, max_value=bound)
 
 
 def product_elements(
     shape: Shape = (), dtype: Any = np.float64, *, bound: float = 2.0
 ) -> st.SearchStrategy[np.ndarray]:
-    """Elements (and states) of `Product`: arrays with values in `[-bound, bound]`."""
+    r"""Elements (and states) of `Product`: arrays with values in `[-bound, bound]`.
+
+    A small `bound` keeps products of many elements representable.
+
+    **Arguments:**
+
+    - `shape`, `dtype`: of the arrays.
+    - `bound`: the largest magnitude of a value.
+
+    **Returns:**
+
+    A strategy of `np.ndarray` of shape `shape`.
+    """
     return arrays(shape, dtype, min_value=-bound, max_value=bound)
 
 
 def max_elements(
     shape: Shape = (), dtype: Any = np.float64, *, allow_infinity: bool = True
 ) -> st.SearchStrategy[np.ndarray]:
-    """Elements (and states) of `Max`: any values, including $\\pm\\infty$.
+    r"""Elements (and states) of `Max`: any values, including $\pm\infty$.
 
     `Max` is exact, so no range needs to be excluded.
+
+    **Arguments:**
+
+    - `shape`, `dtype`: of the arrays.
+    - `allow_infinity`: also draw $\pm\infty$ (floating dtypes).
+
+    **Returns:**
+
+    A strategy of `np.ndarray` of shape `shape`.
     """
     return arrays(shape, dtype, allow_infinity=allow_infinity)
 
@@ -139,7 +170,17 @@ def max_elements(
 def min_elements(
     shape: Shape = (), dtype: Any = np.float64, *, allow_infinity: bool = True
 ) -> st.SearchStrategy[np.ndarray]:
-    """Elements (and states) of `Min`: any values, including $\\pm\\infty$."""
+    r"""Elements (and states) of `Min`: any values, including $\pm\infty$.
+
+    **Arguments:**
+
+    - `shape`, `dtype`: of the arrays.
+    - `allow_infinity`: also draw $\pm\infty$ (floating dtypes).
+
+    **Returns:**
+
+    A strategy of `np.ndarray` of shape `shape`.
+    """
     return arrays(shape, dtype, allow_infinity=allow_infinity)
 
 
@@ -151,7 +192,18 @@ def logaddexp_elements(
     allow_neg_infinity: bool = True,
 ) -> st.SearchStrategy[np.ndarray]:
     r"""Elements (and states) of `LogAddExp`: log-weights in `[-bound, bound]`, and
-    $-\infty$ (weight zero) when `allow_neg_infinity`."""
+    optionally $-\infty$ (weight zero).
+
+    **Arguments:**
+
+    - `shape`, `dtype`: of the arrays (a floating dtype).
+    - `bound`: the largest magnitude of a finite log-weight.
+    - `allow_neg_infinity`: also draw $-\infty$.
+
+    **Returns:**
+
+    A strategy of `np.ndarray` of shape `shape`.
+    """
     extra = st.just(-np.inf) if allow_neg_infinity else None
     return arrays(shape, dtype, min_value=-bound, max_value=bound, extra=extra)
 
@@ -195,7 +247,19 @@ def products(
 
 def givens_rotations(n: int, dtype: Any = np.float64) -> st.SearchStrategy[np.ndarray]:
     r"""Rotations by an angle $\theta \in [-\pi, \pi]$ in a coordinate plane of
-    $\mathbb{R}^n$ (orthogonal $n\times n$ matrices)."""
+    $\mathbb{R}^n$.
+
+    **Arguments:**
+
+    - `n`: the matrix size.
+    - `dtype`: a floating dtype.
+
+    **Returns:**
+
+    A strategy of orthogonal $n\times n$ matrices (`np.ndarray`): the identity except
+    for the entries $(i, i), (i, j), (j, i), (j, j)$, which are
+    $\cos\theta, -\sin\theta, \sin\theta, \cos\theta$. For $n < 2$, always the identity.
+    """
     dtype = np.dtype(dtype)
     if n < 2:
         return st.just(np.eye(n, dtype=dtype))
@@ -217,8 +281,19 @@ def givens_rotations(n: int, dtype: Any = np.float64) -> st.SearchStrategy[np.nd
 def diagonal_matrices(
     n: int, dtype: Any = np.float64, *, min_abs: float = 0.0, max_abs: float = 1.0
 ) -> st.SearchStrategy[np.ndarray]:
-    """Diagonal $n\\times n$ matrices with entries of magnitude in `[min_abs, max_abs]`
-    and either sign."""
+    r"""Diagonal matrices with entries of magnitude in `[min_abs, max_abs]` and
+    either sign.
+
+    **Arguments:**
+
+    - `n`: the matrix size.
+    - `dtype`: a floating dtype.
+    - `min_abs`, `max_abs`: the range of the magnitudes of the diagonal entries.
+
+    **Returns:**
+
+    A strategy of diagonal $n\times n$ matrices (`np.ndarray`).
+    """
     dtype = np.dtype(dtype)
     magnitude = st.floats(min_abs, max_abs, allow_subnormal=False)
     entry = st.tuples(st.booleans(), magnitude).map(lambda p: -p[1] if p[0] else p[1])
@@ -226,7 +301,18 @@ def diagonal_matrices(
 
 
 def permutation_matrices(n: int, dtype: Any = np.float64) -> st.SearchStrategy[np.ndarray]:
-    r"""Permutation matrices of size $n\times n$."""
+    r"""Permutation matrices: the identity with its rows permuted.
+
+    **Arguments:**
+
+    - `n`: the matrix size.
+    - `dtype`: of the matrices.
+
+    **Returns:**
+
+    A strategy of $n\times n$ matrices (`np.ndarray`) with a single one in each row and
+    column and zeros elsewhere.
+    """
     dtype = np.dtype(dtype)
     return st.permutations(range(n)).map(lambda p: np.eye(n, dtype=dtype)[list(p)])
 
@@ -249,10 +335,14 @@ def matmul_elements(
     **Arguments:**
 
     - `n`: the matrix size.
-    - `dtype`: a floating dtype.
+    - `dtype`: a floating dtype (the products are computed in float64, then cast).
     - `max_factors`: the most base matrices in a product.
     - `min_singular_value`: a lower bound $\sigma_{\min} \in [0, 1]$ on the singular
-      values.
+      values (`ValueError` outside that range).
+
+    **Returns:**
+
+    A strategy of $n\times n$ matrices (`np.ndarray`).
     """
     if not 0.0 <= min_singular_value <= 1.0:
         raise ValueError(f"min_singular_value must lie in [0, 1], got {min_singular_value}.")
@@ -269,8 +359,20 @@ def matmul_elements(
 def matmul_states(
     n: int = 3, dtype: Any = np.float64, *, batch_shape: Shape = (), bound: float = 1.0
 ) -> st.SearchStrategy[np.ndarray]:
-    """States of `MatMul`: row vectors (or stacks of them, shape `(*batch_shape, n)`)
-    with entries in `[-bound, bound]`."""
+    r"""States of `MatMul`: row vectors, or stacks of them, with entries in
+    `[-bound, bound]`.
+
+    **Arguments:**
+
+    - `n`: the vector length (the matrix size of the elements).
+    - `dtype`: a floating dtype.
+    - `batch_shape`: the shape of the stack of row vectors (`()`: one vector).
+    - `bound`: the largest magnitude of an entry.
+
+    **Returns:**
+
+    A strategy of `np.ndarray` of shape `(*batch_shape, n)`.
+    """
     return arrays((*_shape(batch_shape), n), dtype, min_value=-bound, max_value=bound)
 
 
@@ -282,8 +384,22 @@ def affine_elements(
     min_singular_value: float = 0.0,
     bound: float = 1.0,
 ) -> st.SearchStrategy[tuple[np.ndarray, np.ndarray]]:
-    """Elements `(A, b)` of `Affine`: `A` from `matmul_elements` (spectral norm at most
-    one, so the recurrence stays bounded) and `b` with entries in `[-bound, bound]`."""
+    r"""Elements `(A, b)` of `Affine`, the maps $x \mapsto A x + b$.
+
+    `A` comes from `matmul_elements` (spectral norm at most one, so the recurrence
+    stays bounded) and `b` has entries in `[-bound, bound]`.
+
+    **Arguments:**
+
+    - `n`: the dimension of $x$.
+    - `dtype`: a floating dtype.
+    - `max_factors`, `min_singular_value`: for `A`, as for `matmul_elements`.
+    - `bound`: the largest magnitude of an entry of `b`.
+
+    **Returns:**
+
+    A strategy of tuples `(A, b)` of `np.ndarray`s of shapes `(n, n)` and `(n,)`.
+    """
     return st.tuples(
         matmul_elements(n, dtype, max_factors=max_factors, min_singular_value=min_singular_value),
         arrays((n,), dtype, min_value=-bound, max_value=bound),
@@ -293,13 +409,38 @@ def affine_elements(
 def affine_states(
     n: int = 3, dtype: Any = np.float64, *, bound: float = 1.0
 ) -> st.SearchStrategy[np.ndarray]:
-    """States of `Affine`: vectors of length `n` with entries in `[-bound, bound]`."""
+    r"""States of `Affine`: vectors $x$ with entries in `[-bound, bound]`.
+
+    **Arguments:**
+
+    - `n`: the vector length.
+    - `dtype`: a floating dtype.
+    - `bound`: the largest magnitude of an entry.
+
+    **Returns:**
+
+    A strategy of `np.ndarray` of shape `(n,)`.
+    """
     return arrays((n,), dtype, min_value=-bound, max_value=bound)
 
 
 def finite_functions(K: int = 5, dtype: Any = np.int32) -> st.SearchStrategy[np.ndarray]:
-    """Elements of `FiniteFunction`: maps $[K] \\to [K]$ as integer arrays of shape
-    `(K,)`; arbitrary maps and, as often, permutations (bijections)."""
+    r"""Elements of `FiniteFunction`: maps $[K] \to [K]$ as integer arrays $f$ with
+    $f[j]$ the image of $j$.
+
+    Half arbitrary maps, half permutations (bijections), which a uniform draw would
+    rarely give.
+
+    **Arguments:**
+
+    - `K`: the size of the set $[K] = \{0, \dots, K-1\}$, at least 1 (`ValueError`
+      otherwise).
+    - `dtype`: an integer dtype.
+
+    **Returns:**
+
+    A strategy of `np.ndarray` of shape `(K,)` with values in `[0, K)`.
+    """
     dtype = np.dtype(dtype)
     if K < 1:
         raise ValueError(f"K must be at least 1, got {K}.")
@@ -311,14 +452,26 @@ def finite_functions(K: int = 5, dtype: Any = np.int32) -> st.SearchStrategy[np.
 def finite_function_states(
     K: int = 5, shape: Shape = (), dtype: Any = np.int32
 ) -> st.SearchStrategy[np.ndarray]:
-    """States of `FiniteFunction`: integer arrays of values in `[0, K)`."""
+    r"""States of `FiniteFunction`: points of $[K]$, as integer arrays of values in
+    `[0, K)`.
+
+    **Arguments:**
+
+    - `K`: the size of the set $[K]$.
+    - `shape`: the shape of the array of points (`()`: a single point).
+    - `dtype`: an integer dtype.
+
+    **Returns:**
+
+    A strategy of `np.ndarray` of shape `shape`.
+    """
     return arrays(shape, dtype, min_value=0, max_value=K - 1)
 
 
 def sequences(
     elements: st.SearchStrategy, *, min_length: int = 0, max_length: int = 8
 ) -> st.SearchStrategy[PyTree]:
-    """Sequences of elements stacked along a new leading time axis, as `scan` takes them.
+    r"""Sequences of elements stacked along a new leading time axis, as `scan` takes them.
 
     **Arguments:**
 
@@ -364,21 +517,48 @@ __all__ += [
 
 
 def flags() -> st.SearchStrategy[np.ndarray]:
-    """Scalar boolean arrays: the segment and validity flags of `Segmented` and
-    `Masked` elements."""
+    r"""Scalar boolean arrays: the segment and validity flags of `Segmented` and
+    `Masked` elements.
+
+    **Arguments:** none.
+
+    **Returns:**
+
+    A strategy of `np.ndarray` of shape `()` and dtype `bool`.
+    """
     return arrays((), np.bool_)
 
 
 def pair_elements(first: st.SearchStrategy, second: st.SearchStrategy) -> st.SearchStrategy:
-    """Elements (or states) `(x1, x2)` of `Pair(m1, m2)`, from strategies for the
-    elements (or states) of `m1` and `m2`."""
+    r"""Elements (or states) `(x1, x2)` of `Pair(m1, m2)`.
+
+    **Arguments:**
+
+    - `first`: a strategy for the elements (or states) of `m1`.
+    - `second`: a strategy for the elements (or states) of `m2`.
+
+    **Returns:**
+
+    A strategy of tuples `(x1, x2)`.
+    """
     return st.tuples(first, second)
 
 
 def struct_elements(strategies: PyTree) -> st.SearchStrategy[PyTree]:
-    """Elements (or states) of `Struct(monoids)`: a pytree of strategies, with the
-    container structure of `monoids` (e.g. `{"a": sum_elements(), "b": max_elements()}`),
-    turned into a strategy of pytrees of that structure."""
+    r"""Elements (or states) of `Struct(monoids)`: a pytree of strategies turned into
+    a strategy of pytrees.
+
+    **Arguments:**
+
+    - `strategies`: a pytree of strategies with the container structure of `monoids`,
+      e.g. `{"a": sum_elements(), "b": [max_elements()]}` for
+      `Struct({"a": Sum(), "b": [Max()]})`. Every leaf must be a strategy
+      (`TypeError` otherwise).
+
+    **Returns:**
+
+    A strategy of pytrees of that structure, each leaf drawn from its strategy.
+    """
     leaves, treedef = jax.tree.flatten(
         strategies, is_leaf=lambda x: isinstance(x, st.SearchStrategy)
     )
@@ -389,16 +569,35 @@ def struct_elements(strategies: PyTree) -> st.SearchStrategy[PyTree]:
 
 
 def segmented_elements(elements: st.SearchStrategy) -> st.SearchStrategy:
-    """Elements `(flag, x)` of `Segmented(m)`: a boolean segment flag and an element of
-    `m` from `elements`."""
+    r"""Elements `(flag, x)` of `Segmented(m)`.
+
+    **Arguments:**
+
+    - `elements`: a strategy for the elements $x$ of `m`.
+
+    **Returns:**
+
+    A strategy of tuples `(flag, x)`: `flag` a scalar boolean array (see `flags`), `x`
+    drawn from `elements`.
+    """
     return st.tuples(flags(), elements)
 
 
 def masked_elements(elements: st.SearchStrategy) -> st.SearchStrategy:
-    """Elements `(valid, x)` of `Masked(m)`: a validity flag and an element of `m`.
+    r"""Elements `(valid, x)` of `Masked(m)`.
 
     Invalid elements carry ordinary values from `elements`, which the laws then prove
-    are ignored."""
+    are ignored.
+
+    **Arguments:**
+
+    - `elements`: a strategy for the elements $x$ of `m`.
+
+    **Returns:**
+
+    A strategy of tuples `(valid, x)`: `valid` a scalar boolean array (see `flags`),
+    `x` drawn from `elements`.
+    """
     return st.tuples(flags(), elements)
 
 
@@ -417,9 +616,24 @@ def _inexact_arrays(shape: Shape, dtype: Any, bound: float) -> st.SearchStrategy
 def diagonal_affine_elements(
     n: int = 3, dtype: Any = np.float64, *, bound: float = 1.0
 ) -> st.SearchStrategy[tuple[np.ndarray, np.ndarray]]:
-    r"""Elements `(a, b)` of `DiagonalAffine`: decays $a$ with $|a| \le 1$ (real, or
-    complex inside the unit disc) and inputs $b$ in `[-bound, bound]` (real and
-    imaginary parts), shape `(n,)`, so the recurrence stays bounded."""
+    r"""Elements `(a, b)` of `DiagonalAffine`, the maps $h \mapsto a \odot h + b$,
+    with $|a_i| \le 1$ so that the recurrence stays bounded.
+
+    Real decays $a$ lie in $[-1, 1]$; complex ones have real and imaginary parts in
+    $[-0.7, 0.7]$ (so $|a_i| < 1$). The inputs $b$ have entries (real and imaginary
+    parts) in `[-bound, bound]`.
+
+    **Arguments:**
+
+    - `n`: the state dimension.
+    - `dtype`: a real or complex floating dtype.
+    - `bound`: the largest magnitude of (the real and imaginary parts of) an entry of
+      $b$.
+
+    **Returns:**
+
+    A strategy of tuples `(a, b)` of `np.ndarray`s of shape `(n,)`.
+    """
     dtype = np.dtype(dtype)
     if np.issubdtype(dtype, np.complexfloating):
         decay = _inexact_arrays((n,), dtype, 0.7)  # |a| < 1
@@ -431,6 +645,17 @@ def diagonal_affine_elements(
 def diagonal_affine_states(
     n: int = 3, dtype: Any = np.float64, *, bound: float = 1.0
 ) -> st.SearchStrategy[np.ndarray]:
-    """States $h$ of `DiagonalAffine`: vectors of length `n`, entries (real and
-    imaginary parts) in `[-bound, bound]`."""
+    r"""States $h$ of `DiagonalAffine`: vectors with entries (real and imaginary
+    parts) in `[-bound, bound]`.
+
+    **Arguments:**
+
+    - `n`: the state dimension.
+    - `dtype`: a real or complex floating dtype.
+    - `bound`: the largest magnitude of (the real and imaginary parts of) an entry.
+
+    **Returns:**
+
+    A strategy of `np.ndarray` of shape `(n,)`.
+    """
     return _inexact_arrays((n,), dtype, bound)

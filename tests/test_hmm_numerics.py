@@ -238,11 +238,11 @@ def test_bad_shapes_raise_at_trace_time(fn, name, value, match):
 
 
 BAD_VALUES = [
-    ("initial_probs", jnp.array([1.2, -0.1, -0.1]), "`initial_probs` has negative"),
-    ("initial_probs", jnp.array([0.5, 0.2, 0.2]), "`initial_probs` does not sum to one"),
-    ("transition_matrix", jnp.eye(K).at[0, 1].set(0.1), "`transition_matrix` does not sum"),
-    ("transition_matrix", jnp.eye(K).at[1].set(jnp.array([-0.5, 1.0, 0.5])), "negative"),
-    ("transition_matrix", jnp.full((T - 1, K, K), 0.3), "`transition_matrix` does not sum"),
+    ("initial_probs", jnp.array([1.2, -0.1, -0.1]), "`initial_probs` must be a probability vector"),
+    ("initial_probs", jnp.array([0.5, 0.2, 0.2]), "`initial_probs` must be a probability vector"),
+    ("transition_matrix", jnp.eye(K).at[0, 1].set(0.1), "row of `transition_matrix`"),
+    ("transition_matrix", jnp.eye(K).at[1].set(jnp.array([-0.5, 1.0, 0.5])), "nonnegative"),
+    ("transition_matrix", jnp.full((T - 1, K, K), 0.3), "row of `transition_matrix`"),
     ("log_likelihoods", jnp.zeros((T, K)).at[2, 1].set(jnp.nan), "NaN or \\+inf"),
     ("log_likelihoods", jnp.zeros((T, K)).at[2, 1].set(jnp.inf), "NaN or \\+inf"),
 ]

@@ -404,3 +404,87 @@ def test_auto_rule_on_cpu():
     assert isinstance(auto.resolve(M.MatMul(), jnp.zeros((2048, 3, 3)), None), scanalg.Sequential)
     strict = scanalg.Auto(min_blocked_ops=10_000)
     assert isinstance(strict.resolve(heavy, ll, None), scanalg.Sequential)
+
+
+# ---------------------------------------------------------------------------
+# readout= and act_input
+# ---------------------------------------------------------------------------
+
+
+READOUT_CASES = [("Affine", False), ("FiniteFunction", True)]
+
+
+@pytest.mark.parametrize("exclusive", [False, True])
+@pytest.mark.parametrize("name, reverse", READOUT_CASES)
+@pytest.mark.parametrize("method", all_methods, ids=method_ids)
+def test_readout_is_a_function_of_each_state_and_input(method, name, reverse, exclusive):
+    """`readout(state, x)` sees the state the scan would return at t and the input at t."""
+    monoid, init = all_monoids[name], make_init(name)
+    elems = make_elems(name, 17, seed=3)
+
+    def readout(state, x):
+        # Something that uses both arguments and changes the output's structure.
+        leaf = jax.tree.leaves(x)[-1]
+        return {"state": state, "mix": jnp.sum(state) * 2 + jnp.sum(leaf)}
+
+    states = scanalg.scan(
+        monoid, elems, init=init, reverse=reverse, exclusive=exclusive, method=method
+    )
+    expected = jax.vmap(readout)(states, elems)
+    got = scanalg.scan(
+        monoid,
+        elems,
+        init=init,
+        reverse=reverse,
+        exclusive=exclusive,
+        readout=readout,
+        method=method,
+    )
+    assert tree_allclose(got, expected)
+
+
+def test_readout_needs_init_and_handles_empty_sequences():
+    with pytest.raises(TypeError, match="`readout` needs `init`"):
+        scanalg.scan(M.Sum(), jnp.zeros((3, 2)), readout=lambda s, x: s)
+    out = scanalg.scan(
+        M.Sum(),
+        jnp.zeros((0, 2)),
+        init=jnp.zeros(2),
+        readout=lambda s, x: (s[0], jnp.concatenate([s, x])),
+    )
+    assert out[0].shape == (0,) and out[1].shape == (0, 4)
+
+
+def test_readout_is_fused_into_the_sequential_loop():
+    """With `Sequential`, the states are not stacked: the loop emits only the readout."""
+    a, b = make_elems("Affine", 50)
+    init = make_init("Affine")
+
+    def run(a, b):
+        return scanalg.scan(
+            M.Affine(), (a, b), init=init, readout=lambda s, x: jnp.sum(s), method="sequential"
+        )
+
+    jaxpr = jax.make_jaxpr(run)(a, b)
+    scans = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "scan"]
+    assert len(scans) == 1
+    assert [v.aval.shape for v in scans[0].outvars] == [(3,), (50,)]
+
+
+def test_hmm_backward_act_input_matches_act_of_lift():
+    rng = np.random.default_rng(0)
+    k = 4
+    a = rng.dirichlet(np.ones(k), size=k)
+    a[0, 2] = 0.0
+    a /= a.sum(1, keepdims=True)
+    f = rng.dirichlet(np.ones(k), size=6)
+    f[1, 3] = 0.0  # a zero filtered probability: a zero column in the kernel
+    s = rng.dirichlet(np.ones(k), size=6)
+    for monoid, x in [
+        (M.HMMBackward(jnp.asarray(a)), f),
+        (M.HMMBackward(), (f, np.stack([a] * 6))),
+    ]:
+        got = jax.vmap(monoid.act_input)(jnp.asarray(s), jax.tree.map(jnp.asarray, x))
+        lifted = jax.vmap(monoid.lift)(jax.tree.map(jnp.asarray, x))
+        expected = jax.vmap(monoid.act)(jnp.asarray(s), lifted)
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)

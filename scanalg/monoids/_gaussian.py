@@ -65,6 +65,21 @@ class FilterElement(eqx.Module):
 
     A prefix starting at $t = 0$ has $A = 0$, $J = 0$, $\eta = 0$: then $b$, $C$ are
     the filtered mean and covariance and $\ell = \log p(y_{0:t})$.
+
+    **Fields:**
+
+    - `A`: $A$, shape `(state_dim, state_dim)`: the weights of $z_{s-1}$ in the
+      conditional mean of $z_t$.
+    - `b`: $b$, shape `(state_dim,)`: the offset of that conditional mean.
+    - `C`: $C$, shape `(state_dim, state_dim)`: the conditional covariance of $z_t$.
+    - `eta`: $\eta$, shape `(state_dim,)`: the linear coefficient of the
+      log-likelihood in $z_{s-1}$.
+    - `J`: $J$, shape `(state_dim, state_dim)`: the (symmetric) quadratic
+      coefficient, a precision, of the log-likelihood in $z_{s-1}$.
+    - `loglik`: $\ell$, shape `()`: the constant term of the log-likelihood.
+
+    Shapes are for one element; stacked along time (as `scanalg.scan` takes and
+    returns them) every field has a leading axis of length `T`.
     """
 
     A: Float[Array, "*T n n"]
@@ -77,7 +92,17 @@ class FilterElement(eqx.Module):
 
 class FilterState(eqx.Module):
     r"""A filtering distribution $\mathcal{N}(z_t \mid m, P)$ with the running
-    log-likelihood $\ell = \log p(y_{0:t})$."""
+    log-likelihood $\ell = \log p(y_{0:t})$: what `KalmanFilter.act` acts on.
+
+    **Fields:**
+
+    - `mean`: $m = \mathbb{E}[z_t \mid y_{0:t}]$, shape `(state_dim,)`.
+    - `cov`: $P = \mathrm{Cov}[z_t \mid y_{0:t}]$, shape `(state_dim, state_dim)`.
+    - `loglik`: $\ell = \log p(y_{0:t})$, shape `()`.
+
+    Shapes are for one element; stacked along time (as `scanalg.scan` takes and
+    returns them) every field has a leading axis of length `T`.
+    """
 
     mean: Float[Array, "*T n"]
     cov: Float[Array, "*T n n"]
@@ -242,8 +267,29 @@ class KalmanFilter(AbstractMonoid):
 
 
 class FilterGain(eqx.Module):
-    """The part of a filtering element that does not depend on the observation or
-    the offset (see `filter_gain`)."""
+    r"""The part of a filtering element that does not depend on the observation or
+    the offset (see `filter_gain`), and what `filter_element` needs to finish it.
+
+    With the innovation covariance $S = H Q H^\top + R$:
+
+    **Fields:**
+
+    - `A`: $(I - KH) F$, shape `(state_dim, state_dim)`: `FilterElement.A`.
+    - `C`: $(I - KH) Q (I - KH)^\top + K R K^\top$, shape `(state_dim, state_dim)`:
+      `FilterElement.C`.
+    - `J`: $(HF)^\top S^{-1} H F$, shape `(state_dim, state_dim)`: `FilterElement.J`.
+    - `K`: the Kalman gain $K = Q H^\top S^{-1}$, shape `(state_dim, emission_dim)`.
+    - `H`: the emission weights $H$, shape `(emission_dim, state_dim)`.
+    - `HFS`: $(HF)^\top S^{-1}$, shape `(state_dim, emission_dim)`.
+    - `S_inv`: $S^{-1}$, shape `(emission_dim, emission_dim)`.
+    - `logdet`: $\log\det S$, shape `()`.
+    - `F`: the transition weights $F$, shape `(state_dim, state_dim)` (the element
+      of an unobserved step).
+    - `Q`: the transition covariance $Q$, shape `(state_dim, state_dim)` (likewise).
+
+    Computed for all time steps at once, every field has a leading axis of length
+    `T`.
+    """
 
     A: Float[Array, "*T n n"]
     C: Float[Array, "*T n n"]
@@ -370,11 +416,22 @@ def kalman_filter_elements(
 
 
 class SmootherElement(eqx.Module):
-    r"""An RTS smoothing element: the backward conditional
-    $p(z_s \mid z_{t+1}, y_{0:s}) = \mathcal{N}(z_s \mid E z_{t+1} + g, L)$.
+    r"""An RTS smoothing element: for the segment of time steps $s, \dots, t$ the
+    backward conditional
+    $p(z_s \mid z_{t+1}, y_{0:t}) = \mathcal{N}(z_s \mid E z_{t+1} + g, L)$.
 
     A suffix ending at $T-1$ has $E = 0$: then $g$, $L$ are the smoothed mean and
     covariance.
+
+    **Fields:**
+
+    - `E`: $E$, shape `(state_dim, state_dim)`: the weights of $z_{t+1}$ in the
+      conditional mean of $z_s$ (for one step, the smoother gain $G_t$).
+    - `g`: $g$, shape `(state_dim,)`: the offset of that conditional mean.
+    - `L`: $L$, shape `(state_dim, state_dim)`: the conditional covariance of $z_s$.
+
+    Shapes are for one element; stacked along time (as `scanalg.scan` takes and
+    returns them) every field has a leading axis of length `T`.
     """
 
     E: Float[Array, "*T n n"]
@@ -383,7 +440,17 @@ class SmootherElement(eqx.Module):
 
 
 class SmootherState(eqx.Module):
-    r"""A smoothing distribution $\mathcal{N}(z_t \mid m, P)$."""
+    r"""A smoothing distribution $p(z_t \mid y_{0:T-1}) = \mathcal{N}(z_t \mid m, P)$:
+    what `RTSSmoother.act` acts on.
+
+    **Fields:**
+
+    - `mean`: $m = \mathbb{E}[z_t \mid y_{0:T-1}]$, shape `(state_dim,)`.
+    - `cov`: $P = \mathrm{Cov}[z_t \mid y_{0:T-1}]$, shape `(state_dim, state_dim)`.
+
+    Shapes are for one element; stacked along time (as `scanalg.scan` takes and
+    returns them) every field has a leading axis of length `T`.
+    """
 
     mean: Float[Array, "*T n"]
     cov: Float[Array, "*T n n"]

@@ -82,15 +82,6 @@ def support_max(values: Array, weights: Array, axis: int = -1) -> Array:
     return jax.lax.stop_gradient(finite_or_zero(jnp.max(masked, axis=axis)))
 
 
-def scaled_weights(weights: Array, log_scale: Array) -> Array:
-    r"""$w_i e^{r_i - m}$ with $m$ the largest $r_i$ where $w_i > 0$ (last axis).
-
-    Entries with $w_i = 0$ are exactly zero, whatever $r_i$ (no `0 * inf`).
-    """
-    shift = support_max(log_scale, weights)[..., None]
-    return weights * jnp.exp(jnp.where(weights > 0, log_scale - shift, -jnp.inf))
-
-
 # --------------------------------------------------------------------------------------
 # Sum-product: forward filter and backward messages.
 # --------------------------------------------------------------------------------------
@@ -119,28 +110,34 @@ def _scaled_identity(like: ScaledMatrix) -> ScaledMatrix:
     return ScaledMatrix(jnp.eye(k, dtype=dtype), jnp.zeros((k,), like.log_scale.dtype))
 
 
-def _scaled_act(state: Float[Array, " K"], element: ScaledMatrix) -> Float[Array, " K"]:
-    r"""$p \mapsto p \operatorname{diag}(e^r) M$, normalised to sum one (zero stays zero).
+def condition(
+    state: Float[Array, " K"], log_scale: Float[Array, " K"]
+) -> tuple[Float[Array, " K"], Float[Array, " K"], Float[Array, ""]]:
+    r"""Condition a distribution $p$ on log-weights $r$ (one filtering update).
 
-    The fast path shifts $r$ by its maximum, which does not depend on the state (so a
-    sequential loop is not slowed by it). If that leaves too little mass (the state
-    lives on rows with much smaller $r$; or the step is impossible), the careful path
-    shifts by the maximum over the state's support instead.
+        Returns `(weights, posterior, shift)`: the weights $q = p \odot e^{r - m}$ with
+        $m$ the largest $r_i$ on the support of $p$ (so no weight overflows and the largest
+        term of $\sum_i q_i$ is $p_{i^*}$), the normalised $q / \lVert q
+    Vert_1$ (the
+        zero vector if $q = 0$), and the shift $m$; $\log \sum_i p_i e^{r_i} = m +
+        \log\lVert q
+    Vert_1$.
     """
+    # (The lowest finite number, not -inf, for an empty support: one fused kernel
+    # less in a loop step, and off-support entries are masked before the `exp`.)
+    floor = jnp.finfo(log_scale.dtype).min
+    top = jnp.max(jnp.where(state > 0, log_scale, floor))
+    shift = jax.lax.stop_gradient(jnp.maximum(top, floor))  # -inf on the support
+    weights = state * jnp.exp(jnp.where(state > 0, log_scale - shift, -jnp.inf))
+    return weights, normalise(weights), shift
+
+
+def _scaled_act(state: Float[Array, " K"], element: ScaledMatrix) -> Float[Array, " K"]:
+    r"""$p \mapsto q M / \lVert q M \rVert_1$ with $q = p \operatorname{diag}(e^r)$:
+    condition, then move (the zero vector stays zero)."""
     matrix, log_scale = element
-    shift = jax.lax.stop_gradient(finite_or_zero(jnp.max(log_scale)))
-    out = (state * jnp.exp(log_scale - shift)) @ matrix
-    total = jnp.sum(out)
-    info = jnp.finfo(out.dtype)
-    enough = total > info.tiny / info.eps
-
-    def fast(_):
-        return out / jnp.where(enough, total, 1)
-
-    def careful(_):
-        return normalise(scaled_weights(state, log_scale) @ matrix)
-
-    return jax.lax.cond(enough, fast, careful, None)
+    _, posterior, _ = condition(state, log_scale)
+    return normalise(matrix.T @ posterior)  # (XLA:CPU fuses this form of the product)
 
 
 class HMMForward(AbstractMonoid):
@@ -166,9 +163,9 @@ class HMMForward(AbstractMonoid):
     filtering step, $O(K^2)$:
 
     $$p \cdot (M, r) = \frac{p\, \operatorname{diag}(e^r) M}
-      {\lVert p\, \operatorname{diag}(e^r) M\rVert_1},$$
+      {\lVert p\, \operatorname{diag}(e^r) M\rVert_1}$$
 
-    so a forward scan with `init` $= \pi$ returns $p(z_{t+1} \mid y_{1:t})$. The zero
+    (condition, then move), so a forward scan with `init` $= \pi$ returns $p(z_{t+1} \mid y_{1:t})$. The zero
     vector (after an impossible observation) stays zero.
 
     **Arguments:**
@@ -267,6 +264,17 @@ class HMMBackward(AbstractMonoid):
 
     def act(self, state: Float[Array, " K"], element: Float[Array, "K K"]) -> Float[Array, " K"]:
         return normalise(element @ state)
+
+    def act_input(self, state: Float[Array, " K"], x) -> Float[Array, " K"]:
+        r"""$B_t s$ without building $B_t$: $f_t \odot \big(A_t (s \oslash f_t A_t)\big)$,
+        normalised (two matrix-vector products, no $K\times K$ temporaries)."""
+        if self.transition_matrix is None:
+            filtered, matrix = x
+        else:
+            filtered, matrix = x, self.transition_matrix
+        columns = matrix.T @ filtered
+        ratio = state / jnp.where(columns > 0, columns, 1)
+        return normalise(filtered * (matrix @ ratio))
 
 
 # --------------------------------------------------------------------------------------
