@@ -165,8 +165,9 @@ class HMMForward(AbstractMonoid):
     $$p \cdot (M, r) = \frac{p\, \operatorname{diag}(e^r) M}
       {\lVert p\, \operatorname{diag}(e^r) M\rVert_1}$$
 
-    (condition, then move), so a forward scan with `init` $= \pi$ returns $p(z_{t+1} \mid y_{1:t})$. The zero
-    vector (after an impossible observation) stays zero.
+    (condition, then move), so a forward scan with `init` $= \pi$ returns
+    $p(z_{t+1} \mid y_{1:t})$. The zero vector (after an impossible observation)
+    stays zero.
 
     **Arguments:**
 
