@@ -282,8 +282,9 @@ class Parallel(AbstractScanMethod):
 
     Either way the reverse scan calls `combine(earlier, later)` in time order (the
     argument swap that `jax.lax.associative_scan` makes for reverse scans is undone).
-    The reduction is a balanced tree of depth $\lceil \log_2 T \rceil$, padding with
-    the identity at odd levels.
+    The reduction is the last prefix with `"doubling"` (the same level loop), and a
+    balanced tree of depth $\lceil \log_2 T \rceil$ with `"associative_scan"`
+    (padding with the identity at odd levels).
 
     **Arguments:**
 
@@ -327,6 +328,9 @@ class Parallel(AbstractScanMethod):
         return lax.fori_loop(0, max(1, (n - 1).bit_length()), round_, elems)
 
     def total(self, monoid, elems):
+        if self.algorithm == "doubling":  # a level loop: compile time independent of T
+            n = jax.tree.leaves(elems)[0].shape[0]
+            return _tree.index(self.prefix(monoid, elems, False), n - 1)
         elems = lift_all(monoid, elems)
         batched = jax.vmap(monoid.combine)
         n = jax.tree.leaves(elems)[0].shape[0]

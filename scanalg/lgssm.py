@@ -38,8 +38,10 @@ from .monoids._gaussian import (
     RTSSmoother,
     SmootherElement,
     SmootherState,
+    cholesky,
     filter_element,
     filter_gain,
+    lower_inverse,
     rts_smoother_elements,
 )
 
@@ -470,8 +472,8 @@ def _marginal_loglik(model: _Model, pred_means: Array, pred_covs: Array) -> Arra
 
     def one(m, P, H, R, y, observed):
         S = H @ P @ H.T + (jnp.diag(R) if R.ndim == 1 else R)
-        L = jnp.linalg.cholesky(S)
-        w = jax.scipy.linalg.solve_triangular(L, y - H @ m, lower=True)
+        L = cholesky(S)
+        w = lower_inverse(L) @ (y - H @ m)
         log2pi = jnp.log(2 * jnp.pi).astype(y.dtype)
         ll = -0.5 * (w @ w) - jnp.sum(jnp.log(jnp.diagonal(L))) - 0.5 * y.shape[-1] * log2pi
         return jnp.where(observed, ll, 0)
@@ -595,7 +597,7 @@ def _sqrt_psd(L: Float[Array, "n n"]) -> Float[Array, "n n"]:
     that singular (but PSD) matrices factorise."""
     scale = jnp.maximum(jnp.max(jnp.diagonal(L)), jnp.finfo(L.dtype).tiny)
     jitter = 10 * jnp.finfo(L.dtype).eps * scale
-    return jnp.linalg.cholesky(L + jitter * jnp.eye(L.shape[-1], dtype=L.dtype))
+    return cholesky(L + jitter * jnp.eye(L.shape[-1], dtype=L.dtype))
 
 
 def lgssm_posterior_sample(

@@ -19,6 +19,7 @@ def time_entry(fn, args, repeats: int) -> dict:
     t0 = time.perf_counter()
     compiled = jitted.lower(*args).compile()
     compile_s = time.perf_counter() - t0
+    memory = memory_info(compiled)
     jax.block_until_ready(compiled(*args))  # warm-up
     times = []
     for _ in range(repeats):
@@ -30,6 +31,23 @@ def time_entry(fn, args, repeats: int) -> dict:
         "min_s": min(times),
         "median_s": statistics.median(times),
         "max_s": max(times),
+        **memory,
+    }
+
+
+def memory_info(compiled) -> dict:
+    """XLA's buffer assignment for a compiled function: the bytes of its outputs and
+    of its temporaries, and the peak (outputs and temporaries alive at once; the
+    inputs are not counted). `None`s where the backend does not say."""
+    try:
+        stats = compiled.memory_analysis()
+        out, temp = stats.output_size_in_bytes, stats.temp_size_in_bytes
+    except Exception:  # noqa: BLE001 (some backends have no memory analysis)
+        return {"output_bytes": None, "temp_bytes": None, "peak_over_output": None}
+    return {
+        "output_bytes": out,
+        "temp_bytes": temp,
+        "peak_over_output": (out + temp) / out if out else None,
     }
 
 
@@ -110,7 +128,7 @@ def crossovers(records) -> list[dict]:
 def format_table(records) -> str:
     head = (
         f"{'T':>9} {'size':>5} {'entry':<18} {'compile s':>10} {'min ms':>10} "
-        f"{'median ms':>10} {'max ms':>10} {'vs best other':>14}"
+        f"{'median ms':>10} {'max ms':>10} {'vs best other':>14} {'peak/out':>9}"
     )
     lines = [head, "-" * len(head)]
     for r in records:
@@ -118,7 +136,8 @@ def format_table(records) -> str:
         lines.append(
             f"{r['T']:>9} {r['size']:>5} {r['entry']:<18} {r['compile_s']:>10.3f} "
             f"{1e3 * r['min_s']:>10.3f} {1e3 * r['median_s']:>10.3f} {1e3 * r['max_s']:>10.3f} "
-            f"{(f'{sp:.2f}x' if sp else '-'):>14}"
+            f"{(f'{sp:.2f}x' if sp else '-'):>14} "
+            f"{(f'{po:.2f}' if (po := r.get('peak_over_output')) else '-'):>9}"
         )
     return "\n".join(lines)
 

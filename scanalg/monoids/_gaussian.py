@@ -30,7 +30,6 @@ from typing import ClassVar
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jax.scipy.linalg as jsl
 from jaxtyping import Array, Bool, Float
 
 from .._monoid import AbstractMonoid, ActionDirection
@@ -133,14 +132,14 @@ def _inv_logdet(
 ) -> tuple[Float[Array, "n n"], Float[Array, ""]]:
     r"""$M^{-1}$ and $\log\lvert\det M\rvert$, with partial pivoting.
 
-    By Gauss-Jordan elimination unrolled over the $n$ pivots, for small $n$; by LAPACK
-    otherwise. `fused=True` is for one matrix inside a loop (pivot rows swapped by
-    indexing); `fused=False` for batches under `vmap`, where indexing would become
-    gathers, so rows are swapped by selects, and only up to $n = 4$ (beyond that the
-    batched LAPACK calls are faster).
+    By Gauss-Jordan elimination unrolled over the $n$ pivots, for $n \le 8$ (see
+    `cholesky` for why batched LAPACK calls are avoided); by LAPACK otherwise.
+    `fused=True` is for one matrix inside a loop (pivot rows swapped by indexing);
+    `fused=False` for batches under `vmap`, where indexing would become gathers, so
+    rows are swapped by selects.
     """
     n = M.shape[-1]
-    if n > (_SMALL if fused else 4):
+    if n > _SMALL:
         lu, _, perm = jax.lax.linalg.lu(M)
         eye = _eye_like(M)
         inv = jax.lax.linalg.triangular_solve(
@@ -167,15 +166,50 @@ def _inv_logdet(
     return aug[:, n:], logdet
 
 
+def cholesky(S: Float[Array, "n n"]) -> Float[Array, "n n"]:
+    r"""The lower Cholesky factor $L L^\top = S$ (NaN if $S$ is not positive definite).
+
+    Unrolled over the columns in plain array operations for $n \le 8$; LAPACK beyond.
+    Under `vmap` on CPU the batched LAPACK kernels split the batch over XLA's
+    intra-op thread pool and block waiting for it; two such calls running at once
+    can occupy every thread of a small pool and wait for each other for ever (seen
+    on 2 cores with jaxlib 0.10, in `lapack_strsm_ffi`). Small matrices never call
+    them.
+    """
+    n = S.shape[-1]
+    if n > _SMALL:
+        return jnp.linalg.cholesky(S)
+    rows = jnp.arange(n)
+    L = jnp.zeros_like(S)
+    for j in range(n):
+        d = jnp.sqrt(S[j, j] - jnp.sum(L[j, :j] ** 2))
+        below = (S[:, j] - L[:, :j] @ L[j, :j]) / d
+        L = L.at[:, j].set(jnp.where(rows > j, below, jnp.where(rows == j, d, 0)))
+    return L
+
+
+def lower_inverse(L: Float[Array, "n n"]) -> Float[Array, "n n"]:
+    r"""$L^{-1}$ of a lower-triangular $L$: forward substitution, unrolled for
+    $n \le 8$ (see `cholesky`), LAPACK beyond."""
+    n = L.shape[-1]
+    if n > _SMALL:
+        return jax.lax.linalg.triangular_solve(L, _eye_like(L), left_side=True, lower=True)
+    X = jnp.zeros_like(L)
+    eye = _eye_like(L)
+    for i in range(n):
+        X = X.at[i].set((eye[i] - L[i, :i] @ X[:i]) / L[i, i])
+    return X
+
+
 def _psd_inv_logdet(S: Float[Array, "k k"]) -> tuple[Float[Array, "k k"], Float[Array, ""]]:
     r"""$S^{-1}$ (symmetrised) and $\log\det S$ of a positive definite $S$, by Cholesky.
 
     An explicit inverse, so that its uses are matrix products: with a fixed $S$ and
     batched right-hand sides this is one factorisation instead of one solve per step.
     """
-    L = jnp.linalg.cholesky(S)
-    inv = jsl.cho_solve((L, True), _eye_like(S))
-    return symmetrize(inv), 2 * jnp.sum(jnp.log(jnp.diagonal(L)))
+    L = cholesky(S)
+    L_inv = lower_inverse(L)
+    return symmetrize(L_inv.T @ L_inv), 2 * jnp.sum(jnp.log(jnp.diagonal(L)))
 
 
 def _absorb(
@@ -507,9 +541,8 @@ def rts_smoother_elements(
 
     The last time step uses $E = 0$, $g = m$, $L = P$ (pass `F = 0`, `Q = I`).
     """
-    S = F @ cov @ F.T + Q
-    L_S = jnp.linalg.cholesky(S)
-    G = jsl.cho_solve((L_S, True), F @ cov).T
+    S_inv, _ = _psd_inv_logdet(F @ cov @ F.T + Q)
+    G = (F @ cov).T @ S_inv
     I_GF = _eye_like(cov) - G @ F
     L = symmetrize(I_GF @ cov @ I_GF.T + G @ Q @ G.T)
     return SmootherElement(E=G, g=mean - G @ (F @ mean + c), L=L)
