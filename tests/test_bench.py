@@ -40,6 +40,9 @@ def test_cli_end_to_end(argv, tmp_path, capsys):
     )
     out = capsys.readouterr().out
     assert "device:" in out and "median ms" in out and "crossovers:" in out
+    assert out.count("measured ") == len(records)  # each result printed as measured
+    assert "peak/out" in out
+    assert all(r["output_bytes"] > 0 and r["peak_over_output"] >= 1 for r in records)
     assert {r["entry"] for r in records} == {"sequential", "blocked"}
     assert {r["T"] for r in records} == {8, 16}
     assert all(r["min_s"] <= r["median_s"] <= r["max_s"] for r in records)

@@ -26,6 +26,14 @@ def parse_lengths(text: str) -> list[int]:
     return [int(float(x)) for x in text.split(",")]
 
 
+def _echo(rec: dict) -> None:
+    print(
+        f"measured {rec['task']} T={rec['T']} size={rec['size']} {rec['entry']}: "
+        f"median {1e3 * rec['median_s']:.3f} ms, compile {rec['compile_s']:.2f} s",
+        flush=True,
+    )
+
+
 def main(argv=None) -> list[dict]:
     p = argparse.ArgumentParser(prog="python -m scanalg.bench", description=__doc__.split("\n")[0])
     p.add_argument("task", choices=TASKS)
@@ -37,7 +45,9 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--compare", choices=["dynamax"], default=None)
     p.add_argument("--out", type=Path, default=None, help="write JSON and a PNG here")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--no-progress", action="store_true", help="no progress bar; print each result instead"
+    )
     a = p.parse_args(argv)
     if a.dtype == "float64":
         import jax
@@ -56,6 +66,7 @@ def main(argv=None) -> list[dict]:
         a.compare == "dynamax",
         a.monoid,
         progress=not a.no_progress,
+        echo=_echo if a.no_progress else None,
     )
     if a.task == "monoid":
         for r in records:

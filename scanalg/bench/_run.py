@@ -63,8 +63,11 @@ def device_info() -> dict:
     }
 
 
-def run(task, lengths, sizes, methods, dtype, repeats, compare, monoid, progress=True):
-    """Time every entry on every (length, size); returns a list of records."""
+def run(task, lengths, sizes, methods, dtype, repeats, compare, monoid, progress=True, echo=None):
+    """Time every entry on every (length, size); returns a list of records.
+
+    `echo`, if given, is called with each record as soon as it is measured (so a run
+    cut short still shows what it measured)."""
     jobs = [(T, K) for K in sizes for T in lengths]
     records = []
     bar = None
@@ -81,6 +84,8 @@ def run(task, lengths, sizes, methods, dtype, repeats, compare, monoid, progress
             rec = {"task": task, "T": T, "size": K, "dtype": str(np.dtype(dtype)), "entry": name}
             rec.update(time_entry(fn, args, repeats))
             records.append(rec)
+            if echo is not None:
+                echo(rec)
         if bar is not None:
             bar.update(1)
     if bar is not None:
