@@ -45,10 +45,9 @@ from .monoids._hmm import (
     LogMatrix,
     MaxPlus,
     ScaledMatrix,
+    condition,
     finite_or_zero,
-    normalise,
     safe_log,
-    support_max,
 )
 
 
@@ -165,9 +164,7 @@ def _forward(pi, a, ll, tv, lay: _Layout, method):
     # Step t moves t -> t+1; a flagged step (a sequence's first) starts from pi.
     later = scan(Segmented(inner, reset=pi), (lay.starts[:-1], raw), init=pi, method=method)
     predicted = _rows(lay.starts, pi, jnp.concatenate([pi[None], later], axis=0))
-    shift = support_max(ll, predicted)
-    weights = predicted * jnp.exp(jnp.where(predicted > 0, ll - shift[:, None], -jnp.inf))
-    filtered = normalise(weights)
+    weights, filtered, shift = jax.vmap(condition)(predicted, ll)
     # As in `scanalg.hmm`: the mass that moves on (row sums of A_t), except at the last
     # step of each sequence, where nothing moves.
     row_sums = jnp.sum(a, axis=-1)

@@ -40,7 +40,11 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--monoid", default="MatMul", help="built-in monoid for the `monoid` task")
     p.add_argument("--lengths", default="1e2:1e4:3", help="'100,1000' or 'start:stop:count'")
     p.add_argument("--sizes", default="5", help="K for HMMs, state_dim for LGSSMs, n for monoids")
-    p.add_argument("--methods", default="sequential,parallel,blocked,auto")
+    p.add_argument(
+        "--methods",
+        default="sequential,parallel,blocked,auto",
+        help="scan methods by name; 'associative_scan' is Parallel(algorithm='associative_scan')",
+    )
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--compare", choices=["dynamax"], default=None)

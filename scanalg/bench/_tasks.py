@@ -87,6 +87,15 @@ def _monoid_problem(name: str, T: int, n: int, dtype, seed: int):
     raise ValueError(f"Unknown monoid {name!r} for the `monoid` task.")
 
 
+# Method names the benchmark accepts besides `scanalg.scan`'s own.
+EXTRA_METHODS = {"associative_scan": scanalg.Parallel(algorithm="associative_scan")}
+
+
+def method(name: str) -> "scanalg.AbstractScanMethod | str":
+    """A method name as `scanalg.scan` takes it, or one of `EXTRA_METHODS`."""
+    return EXTRA_METHODS.get(name, name)
+
+
 def build(task: str, T: int, size: int, dtype, methods, compare: bool, monoid: str, seed: int = 0):
     """Return `{entry name: (function, args)}` for one problem."""
     key = jax.random.PRNGKey(seed)
@@ -97,7 +106,7 @@ def build(task: str, T: int, size: int, dtype, methods, compare: bool, monoid: s
         if task == "hmm-sample":
             args = (key, *args)
         for m in methods:
-            entries[m] = (lambda *a, _m=m: fn(*a, method=_m), args)
+            entries[m] = (lambda *a, _m=method(m): fn(*a, method=_m), args)
         if compare:
             from dynamax.hidden_markov_model import inference, parallel_inference
 
@@ -110,7 +119,7 @@ def build(task: str, T: int, size: int, dtype, methods, compare: bool, monoid: s
         params = _lgssm_params(arrays, "scanalg")
         args = (params, emissions) if task != "lgssm-sample" else (key, params, emissions)
         for m in methods:
-            entries[m] = (lambda *a, _m=m: fn(*a, method=_m), args)
+            entries[m] = (lambda *a, _m=method(m): fn(*a, method=_m), args)
         if compare:
             from dynamax.linear_gaussian_ssm import inference, parallel_inference
 
@@ -122,7 +131,7 @@ def build(task: str, T: int, size: int, dtype, methods, compare: bool, monoid: s
         m_obj, elems, init = _monoid_problem(monoid, T, size, dtype, seed)
         for m in methods:
             entries[m] = (
-                lambda e, i, _m=m: scanalg.scan(m_obj, e, init=i, method=_m),
+                lambda e, i, _m=method(m): scanalg.scan(m_obj, e, init=i, method=_m),
                 (elems, init),
             )
     else:
