@@ -406,6 +406,27 @@ def test_auto_rule_on_cpu():
     assert isinstance(strict.resolve(heavy, ll, None), scanalg.Sequential)
 
 
+@pytest.mark.parametrize("n, expected", [(2, scanalg.Blocked), (8, scanalg.Sequential)])
+def test_auto_rule_with_init_on_cpu(n, expected):
+    """With an initial state: blocked for long scans of many-operation acts on small
+    elements (a Kalman step, state dimension 2), sequential for large elements."""
+    kalman = M.KalmanFilter()
+    elems = M.FilterElement(
+        A=jnp.zeros((2048, n, n)),
+        b=jnp.zeros((2048, n)),
+        C=jnp.zeros((2048, n, n)),
+        eta=jnp.zeros((2048, n)),
+        J=jnp.zeros((2048, n, n)),
+        loglik=jnp.zeros(2048),
+    )
+    init = M.FilterState(mean=jnp.zeros(n), cov=jnp.zeros((n, n)), loglik=jnp.zeros(()))
+    assert isinstance(scanalg.Auto().resolve(kalman, elems, init), expected)
+    short = jax.tree.map(lambda x: x[:100], elems)
+    assert isinstance(scanalg.Auto().resolve(kalman, short, init), scanalg.Sequential)
+    lenient = scanalg.Auto(min_blocked_act_ops=10_000)
+    assert isinstance(lenient.resolve(kalman, elems, init), scanalg.Sequential)
+
+
 # ---------------------------------------------------------------------------
 # readout= and act_input
 # ---------------------------------------------------------------------------

@@ -47,7 +47,12 @@ def main(argv=None) -> list[dict]:
     )
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--compare", choices=["dynamax"], default=None)
+    p.add_argument(
+        "--compare",
+        choices=["dynamax", "dynamax-serial"],
+        default=None,
+        help="add dynamax's serial and parallel functions (or only the serial ones)",
+    )
     p.add_argument("--out", type=Path, default=None, help="write JSON and a PNG here")
     p.add_argument(
         "--no-progress", action="store_true", help="no progress bar; print each result instead"
@@ -67,7 +72,7 @@ def main(argv=None) -> list[dict]:
         methods,
         np.dtype(a.dtype),
         a.repeats,
-        a.compare == "dynamax",
+        a.compare,
         a.monoid,
         progress=not a.no_progress,
         echo=_echo if a.no_progress else None,

@@ -96,8 +96,11 @@ def method(name: str) -> "scanalg.AbstractScanMethod | str":
     return EXTRA_METHODS.get(name, name)
 
 
-def build(task: str, T: int, size: int, dtype, methods, compare: bool, monoid: str, seed: int = 0):
-    """Return `{entry name: (function, args)}` for one problem."""
+def build(task: str, T: int, size: int, dtype, methods, compare, monoid: str, seed: int = 0):
+    """Return `{entry name: (function, args)}` for one problem.
+
+    `compare` is `None`, `"dynamax"` (its serial and parallel functions) or
+    `"dynamax-serial"` (the serial ones only)."""
     key = jax.random.PRNGKey(seed)
     entries: dict[str, tuple[Runner, tuple]] = {}
     if task in HMM_TASKS:
@@ -111,7 +114,7 @@ def build(task: str, T: int, size: int, dtype, methods, compare: bool, monoid: s
             from dynamax.hidden_markov_model import inference, parallel_inference
 
             entries["dynamax-serial"] = (getattr(inference, HMM_TASKS[task]), args)
-            if hasattr(parallel_inference, HMM_TASKS[task]):
+            if compare == "dynamax" and hasattr(parallel_inference, HMM_TASKS[task]):
                 entries["dynamax-parallel"] = (getattr(parallel_inference, HMM_TASKS[task]), args)
     elif task in LGSSM_TASKS:
         arrays, emissions = _lgssm_problem(T, size, dtype, seed)
@@ -126,7 +129,11 @@ def build(task: str, T: int, size: int, dtype, methods, compare: bool, monoid: s
             dparams = _lgssm_params(arrays, "dynamax")
             dargs = (dparams, emissions) if task != "lgssm-sample" else (key, dparams, emissions)
             entries["dynamax-serial"] = (getattr(inference, LGSSM_TASKS[task]), dargs)
-            entries["dynamax-parallel"] = (getattr(parallel_inference, LGSSM_TASKS[task]), dargs)
+            if compare == "dynamax":
+                entries["dynamax-parallel"] = (
+                    getattr(parallel_inference, LGSSM_TASKS[task]),
+                    dargs,
+                )
     elif task == "monoid":
         m_obj, elems, init = _monoid_problem(monoid, T, size, dtype, seed)
         for m in methods:
