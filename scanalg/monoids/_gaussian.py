@@ -169,7 +169,7 @@ def _inv_logdet(
 def cholesky(S: Float[Array, "n n"]) -> Float[Array, "n n"]:
     r"""The lower Cholesky factor $L L^\top = S$ (NaN if $S$ is not positive definite).
 
-    Unrolled over the columns in plain array operations for $n \le 8$; LAPACK beyond.
+    A loop over the columns in plain array operations for $n \le 8$; LAPACK beyond.
     Under `vmap` on CPU the batched LAPACK kernels split the batch over XLA's
     intra-op thread pool and block waiting for it; two such calls running at once
     can occupy every thread of a small pool and wait for each other for ever (seen
@@ -180,25 +180,30 @@ def cholesky(S: Float[Array, "n n"]) -> Float[Array, "n n"]:
     if n > _SMALL:
         return jnp.linalg.cholesky(S)
     rows = jnp.arange(n)
-    L = jnp.zeros_like(S)
-    for j in range(n):
-        d = jnp.sqrt(S[j, j] - jnp.sum(L[j, :j] ** 2))
-        below = (S[:, j] - L[:, :j] @ L[j, :j]) / d
-        L = L.at[:, j].set(jnp.where(rows > j, below, jnp.where(rows == j, d, 0)))
-    return L
+
+    def column(j, L):  # L holds columns < j; row j of L is zero from column j on
+        row = L[j]
+        d = jnp.sqrt(S[j, j] - jnp.sum(row**2))
+        below = (S[:, j] - L @ row) / d
+        return L.at[:, j].set(jnp.where(rows > j, below, jnp.where(rows == j, d, 0)))
+
+    # A loop, not unrolled: compile time stays flat in n (these run under `vmap` or
+    # once per call, never once per time step inside a loop).
+    return jax.lax.fori_loop(0, n, column, jnp.zeros_like(S))
 
 
 def lower_inverse(L: Float[Array, "n n"]) -> Float[Array, "n n"]:
-    r"""$L^{-1}$ of a lower-triangular $L$: forward substitution, unrolled for
-    $n \le 8$ (see `cholesky`), LAPACK beyond."""
+    r"""$L^{-1}$ of a lower-triangular $L$: forward substitution, a loop over the rows
+    for $n \le 8$ (see `cholesky`), LAPACK beyond."""
     n = L.shape[-1]
-    if n > _SMALL:
-        return jax.lax.linalg.triangular_solve(L, _eye_like(L), left_side=True, lower=True)
-    X = jnp.zeros_like(L)
     eye = _eye_like(L)
-    for i in range(n):
-        X = X.at[i].set((eye[i] - L[i, :i] @ X[:i]) / L[i, i])
-    return X
+    if n > _SMALL:
+        return jax.lax.linalg.triangular_solve(L, eye, left_side=True, lower=True)
+
+    def row(i, X):  # X holds rows < i of the inverse, zeros below
+        return X.at[i].set((eye[i] - L[i] @ X) / L[i, i])
+
+    return jax.lax.fori_loop(0, n, row, jnp.zeros_like(L))
 
 
 def _psd_inv_logdet(S: Float[Array, "k k"]) -> tuple[Float[Array, "k k"], Float[Array, ""]]:
