@@ -34,6 +34,7 @@ def test_cli_end_to_end(argv, tmp_path, capsys):
             "--methods",
             "sequential,blocked",
             "--no-progress",
+            "--memory",
             "--out",
             str(tmp_path),
         ]

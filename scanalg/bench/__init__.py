@@ -55,6 +55,11 @@ def main(argv=None) -> list[dict]:
     )
     p.add_argument("--out", type=Path, default=None, help="write JSON and a PNG here")
     p.add_argument(
+        "--memory",
+        action="store_true",
+        help="also report XLA's memory analysis (peak/out); compiles every entry twice",
+    )
+    p.add_argument(
         "--no-progress", action="store_true", help="no progress bar; print each result instead"
     )
     a = p.parse_args(argv)
@@ -76,6 +81,7 @@ def main(argv=None) -> list[dict]:
         a.monoid,
         progress=not a.no_progress,
         echo=_echo if a.no_progress else None,
+        memory=a.memory,
     )
     if a.task == "monoid":
         for r in records:
