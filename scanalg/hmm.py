@@ -49,6 +49,7 @@ from ._methods import AbstractScanMethod
 from ._scan import scan
 from .monoids._composition import FiniteFunction
 from .monoids._hmm import (
+    Evidence,
     HMMBackward,
     HMMForward,
     LogMatrix,
@@ -56,6 +57,7 @@ from .monoids._hmm import (
     ScaledMatrix,
     condition,
     finite_or_zero,
+    normalise,
     safe_log,
 )
 
@@ -205,33 +207,50 @@ def _forward(pi, a, ll, time_varying, method):
 
     One exclusive forward scan over all $T$ steps: the state before step $t$ is the
     prediction $p_t = p(z_t \mid y_{1:t-1})$, and the readout conditions it on
-    $\ell_t$ (`condition`, the first half of the `act`: XLA does it once per loop
-    step), giving $f_t$ and $m_t + \log\lVert q_t\rVert_1$ with $q_t = p_t \odot
-    e^{\ell_t - m_t}$. The log-likelihood adds $\log(f_t \cdot A_t\mathbf{1})$ for
-    $t < T$: zero for a stochastic matrix, but it makes the result the exact path sum
-    for any nonnegative input, so its gradient is the path sum's.
+    $\ell_t$ (the same work as the `act` that follows; XLA does it once per loop
+    step), giving $f_t$ and the log-normaliser $m_t + \log(q_t \cdot A_t\mathbf{1})$
+    with $q_t = p_t \odot e^{\ell_t - m_t}$: the mass that moves on ($A_t\mathbf{1}
+    = \mathbf{1}$ for a stochastic matrix; keeping it makes the log-likelihood the
+    exact path sum for any nonnegative input, so its gradient is the path sum's), and
+    $m_T + \log\lVert q_T\rVert_1$ at the last step.
+
+    When $\pi$ and every $A_t$ have no zero entries (above the dtype's smallest
+    normal number over its epsilon), every prediction has full support, and the shift
+    $m_t$ can be the largest $\ell_t$ over all states, computed outside the loop with
+    the exponentials (`Evidence`): the fast path. Otherwise $m_t$ is the largest
+    $\ell_t$ on the support of $p_t$, found in the loop (exact for structural zeros).
+    The choice is a `lax.cond` (under `vmap` over the matrices, both run).
     """
     if time_varying:
         # The step out of the last state is never used: any matrix will do.
         steps = jnp.concatenate([a, jnp.eye(a.shape[-1], dtype=a.dtype)[None]])
-        monoid, raw = HMMForward(), ScaledMatrix(steps, ll)
+        monoid = HMMForward()
     else:
-        monoid, raw = HMMForward(a), ll
+        monoid = HMMForward(a)
 
-    row_sums = jnp.sum(a, axis=-1)
+    def run(fast: bool):
+        lik = Evidence.of(ll) if fast else ll
 
-    def readout(predicted, x):
-        matrix, lik = (x.matrix, x.log_scale) if time_varying else (None, x)
-        weights, filtered, shift = condition(predicted, lik)
-        moves = jnp.sum(matrix, axis=-1) if time_varying else row_sums
-        return predicted, filtered, shift + safe_log(jnp.dot(weights, moves))
+        def readout(predicted, x):
+            matrix, lik = (x.matrix, x.log_scale) if time_varying else (a, x)
+            if fast:
+                weights = predicted * lik.scaled
+                filtered, shift = normalise(weights), lik.shift
+            else:
+                weights, filtered, shift = condition(predicted, lik)
+            moved = jnp.dot(weights, jnp.sum(matrix, axis=-1))
+            return predicted, filtered, shift + safe_log(moved)
 
-    predicted, filtered, log_moved = scan(
-        monoid, raw, init=pi, exclusive=True, readout=readout, method=method
-    )
+        raw = ScaledMatrix(steps, lik) if time_varying else lik
+        return scan(monoid, raw, init=pi, exclusive=True, readout=readout, method=method)
+
+    info = jnp.finfo(ll.dtype)
+    floor = info.tiny / info.eps
+    dense = jax.lax.stop_gradient((jnp.min(pi) > floor) & (jnp.min(a) > floor))
+    predicted, filtered, log_moved = jax.lax.cond(dense, lambda: run(True), lambda: run(False))
     if not time_varying:  # (the padded last matrix is the identity: nothing to undo)
         # The last step moves nothing: take the moved fraction f_T . A 1 back out.
-        undo = safe_log(jnp.dot(filtered[-1], row_sums))
+        undo = safe_log(jnp.dot(filtered[-1], jnp.sum(a, axis=-1)))
         last = jnp.where(jnp.isfinite(undo), log_moved[-1] - undo, log_moved[-1])
         log_moved = log_moved.at[-1].set(last)
     return _tree_sum(log_moved), filtered, predicted

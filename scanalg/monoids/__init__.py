@@ -21,6 +21,7 @@ from ._combinators import (
 from ._composition import FiniteFunction as FiniteFunction
 from ._diagonal import DiagonalAffine as DiagonalAffine
 from ._hmm import (
+    Evidence as Evidence,
     HMMBackward as HMMBackward,
     HMMForward as HMMForward,
     LogMatrix as LogMatrix,

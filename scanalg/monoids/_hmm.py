@@ -37,6 +37,35 @@ class ScaledMatrix(NamedTuple):
     log_scale: Float[Array, "*t K"]
 
 
+class Evidence(NamedTuple):
+    r"""One step's log-likelihoods $\ell$, also exponentiated against their maximum.
+
+    An input of `HMMForward` (it lifts to the same element as $\ell$ itself) for which
+    `act_input` conditions with one multiplication per state: the exponentials
+    $e^{\ell - \max\ell}$ are computed for all steps at once, outside any loop. This
+    is exact whenever the state has positive weight on the most likely state (always
+    the case when the transition matrix has no zero entries; see `act_input`). Build
+    it with `Evidence.of`.
+
+    **Fields:**
+
+    - `log_likelihood`: $\ell$, shape `(K,)` (entries finite or $-\infty$).
+    - `scaled`: $e^{\ell - m}$, shape `(K,)`.
+    - `shift`: $m = \max_k \ell_k$ (zero if that is not finite), shape `()`.
+    """
+
+    log_likelihood: Float[Array, "*t K"]
+    scaled: Float[Array, "*t K"]
+    shift: Float[Array, "*t"]
+
+    @classmethod
+    def of(cls, log_likelihood: Float[Array, "*t K"]) -> "Evidence":
+        """The evidence for log-likelihoods with any leading axes (e.g. `(T, K)`)."""
+        shift = jax.lax.stop_gradient(finite_or_zero(jnp.max(log_likelihood, axis=-1)))
+        scaled = jnp.exp(log_likelihood - shift[..., None])
+        return cls(log_likelihood, scaled, shift)
+
+
 class LogMatrix(NamedTuple):
     r"""A max-plus matrix with separate row offsets: entries $r_i + W_{ij}$.
 
@@ -180,12 +209,42 @@ class HMMForward(AbstractMonoid):
 
     action_direction: ClassVar[ActionDirection] = "forward"
 
-    def lift(self, x: Float[Array, " K"] | ScaledMatrix) -> ScaledMatrix:
-        """One step as an element: `(transition_matrix, x)`, or `x` itself when no
-        fixed matrix is set (then `x` is a `ScaledMatrix` already)."""
+    def _parts(self, x) -> tuple[Array, Array | Evidence]:
+        """`(matrix, log-likelihoods or Evidence)` of one input."""
         if self.transition_matrix is None:
-            return x
-        return ScaledMatrix(self.transition_matrix, x)
+            return x.matrix, x.log_scale
+        return self.transition_matrix, x
+
+    def lift(self, x: Float[Array, " K"] | Evidence | ScaledMatrix) -> ScaledMatrix:
+        """One step as an element: `(transition_matrix, x)`, or `x` itself when no
+        fixed matrix is set (then `x` is a `ScaledMatrix`). Log-likelihoods may come
+        as `Evidence`."""
+        matrix, lik = self._parts(x)
+        if isinstance(lik, Evidence):
+            lik = lik.log_likelihood
+        return ScaledMatrix(matrix, lik)
+
+    def act_input(self, state: Float[Array, " K"], x) -> Float[Array, " K"]:
+        r"""One filtering step from an input: `act(state, lift(x))`, and with
+        `Evidence` the fast form
+
+        $$p \mapsto \frac{A^\top w}{w \cdot A\mathbf{1}}, \qquad
+          w = p \odot e^{\ell - \max \ell}$$
+
+        (no exponential in the loop, no separate normalisation). It shifts by the
+        largest log-likelihood over *all* states, so it is exact when $p$ puts weight
+        on the most likely state; if $p$ lives only on states whose likelihood is far
+        below it (beyond the dtype's range) the weights underflow to zero, where
+        `act` (which shifts over the support of $p$) does not. `scanalg.hmm` uses it
+        only when the initial and transition probabilities have no zero entries: then
+        every prediction has full support.
+        """
+        matrix, lik = self._parts(x)
+        if not isinstance(lik, Evidence):
+            return _scaled_act(state, ScaledMatrix(matrix, lik))
+        weights = state * lik.scaled
+        moved = jnp.dot(weights, jnp.sum(matrix, axis=-1))
+        return (matrix.T @ weights) / jnp.where(moved > 0, moved, 1)
 
     def combine(self, earlier: ScaledMatrix, later: ScaledMatrix) -> ScaledMatrix:
         return _scaled_matmul(earlier, later)
