@@ -246,7 +246,7 @@ def _forward(pi, a, ll, time_varying, method):
 
     info = jnp.finfo(ll.dtype)
     floor = info.tiny / info.eps
-    dense = jax.lax.stop_gradient((jnp.min(pi) > floor) & (jnp.min(a) > floor))
+    dense = jax.lax.stop_gradient((jnp.min(pi) > floor) & (jnp.min(a, initial=1) > floor))
     predicted, filtered, log_moved = jax.lax.cond(dense, lambda: run(True), lambda: run(False))
     if not time_varying:  # (the padded last matrix is the identity: nothing to undo)
         # The last step moves nothing: take the moved fraction f_T . A 1 back out.

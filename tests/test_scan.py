@@ -509,3 +509,18 @@ def test_hmm_backward_act_input_matches_act_of_lift():
         lifted = jax.vmap(monoid.lift)(jax.tree.map(jnp.asarray, x))
         expected = jax.vmap(monoid.act)(jnp.asarray(s), lifted)
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
+
+
+def test_hmm_forward_act_input_on_evidence_matches_act_of_lift():
+    """The fast form for `Evidence` inputs equals the exact action on the element."""
+    rng = np.random.default_rng(1)
+    k = 4
+    a = jnp.asarray(rng.dirichlet(np.ones(k), size=k))
+    ll = jnp.asarray(rng.normal(scale=5.0, size=(6, k)))
+    s = jnp.asarray(rng.dirichlet(np.ones(k), size=6))
+    monoid = M.HMMForward(a)
+    evidence = M.Evidence.of(ll)
+    got = jax.vmap(monoid.act_input)(s, evidence)
+    expected = jax.vmap(monoid.act)(s, jax.vmap(monoid.lift)(ll))
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
+    assert tree_allclose(jax.vmap(monoid.lift)(evidence), jax.vmap(monoid.lift)(ll))
