@@ -57,7 +57,6 @@ from .monoids._hmm import (
     ScaledMatrix,
     condition,
     finite_or_zero,
-    normalise,
     safe_log,
 )
 
@@ -233,11 +232,7 @@ def _forward(pi, a, ll, time_varying, method):
 
         def readout(predicted, x):
             matrix, lik = (x.matrix, x.log_scale) if time_varying else (a, x)
-            if fast:
-                weights = predicted * lik.scaled
-                filtered, shift = normalise(weights), lik.shift
-            else:
-                weights, filtered, shift = condition(predicted, lik)
+            weights, filtered, shift = condition(predicted, lik)
             moved = jnp.dot(weights, jnp.sum(matrix, axis=-1))
             return predicted, filtered, shift + safe_log(moved)
 

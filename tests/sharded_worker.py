@@ -103,6 +103,26 @@ def run_checks(devices: int) -> dict[str, tuple[bool, str, float]]:
             out[t], carry = (carry if exclusive else new), new
         return jax.tree.map(lambda *xs: np.stack(xs), *out)
 
+    def scan_variants(name, cases, method, n):
+        """`all_monoids[name]` scanned by `method` in every `(reverse, exclusive,
+        with_init)` case, in one jitted call on `make_elems(name, n)`."""
+        monoid, init = all_monoids[name], make_init(name)
+
+        def run(elems):
+            return [
+                scanalg.scan(
+                    monoid,
+                    elems,
+                    reverse=reverse,
+                    exclusive=exclusive,
+                    init=init if with_init else None,
+                    method=method,
+                )
+                for reverse, exclusive, with_init in cases
+            ]
+
+        return jax.jit(run)(make_elems(name, n))
+
     def variants(monoid):
         """(reverse, exclusive, with_init) combinations the monoid supports."""
         out = []
@@ -122,21 +142,7 @@ def run_checks(devices: int) -> dict[str, tuple[bool, str, float]]:
             @check(f"{name}-{kind}")
             def _(monoid=monoid, name=name, n=n, kind=kind):
                 cases = variants(monoid)
-                init = make_init(name)
-                run = jax.jit(
-                    lambda elems: [
-                        scanalg.scan(
-                            monoid,
-                            elems,
-                            reverse=reverse,
-                            exclusive=exclusive,
-                            init=init if with_init else None,
-                            method=sharded,
-                        )
-                        for reverse, exclusive, with_init in cases
-                    ]
-                )
-                got = run(make_elems(name, n))
+                got = scan_variants(name, cases, sharded, n)
                 want = [reference(name, n, *case) for case in cases]
                 ok, detail = compare(got, want, exact=name in ("FiniteFunction", "Max", "Min"))
                 if ok and kind == "multiple":
@@ -156,20 +162,7 @@ def run_checks(devices: int) -> dict[str, tuple[bool, str, float]]:
         for name, kind in (("Affine", "ragged"), ("FiniteFunction", "multiple")):
             n = lengths(devices)[kind]
             cases = variants(all_monoids[name])
-            init = make_init(name)
-            got = jax.jit(
-                lambda elems, name=name, cases=cases, init=init: [
-                    scanalg.scan(
-                        all_monoids[name],
-                        elems,
-                        reverse=reverse,
-                        exclusive=exclusive,
-                        init=init if with_init else None,
-                        method=method,
-                    )
-                    for reverse, exclusive, with_init in cases
-                ]
-            )(make_elems(name, n))
+            got = scan_variants(name, cases, method, n)
             want = [reference(name, n, *case) for case in cases]
             ok, detail = compare(got, want, exact=name == "FiniteFunction")
             if not ok:

@@ -63,3 +63,16 @@ def test_crossover_interpolation():
     found = {(c["faster"], c["than"]): c["from_T"] for c in crossovers(recs)}
     assert found[("a", "b")] == 100  # log-linear midpoint
     assert found[("b", "a")] is None
+
+
+def test_extra_method_names_and_serial_only_comparison():
+    import scanalg
+    from scanalg.bench._tasks import build, method
+
+    assert method("associative_scan") == scanalg.Parallel(algorithm="associative_scan")
+    assert method("blocked") == "blocked"
+    pytest.importorskip("dynamax")
+    serial = build("lgssm-filter", 8, 2, "float32", ["associative_scan"], "dynamax-serial", "")
+    assert set(serial) == {"associative_scan", "dynamax-serial"}
+    both = build("hmm-filter", 8, 2, "float32", ["sequential"], "dynamax", "")
+    assert set(both) == {"sequential", "dynamax-serial", "dynamax-parallel"}

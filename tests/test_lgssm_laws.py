@@ -7,6 +7,7 @@ import functools
 import hypothesis.strategies as st
 import jax
 import numpy as np
+import pytest
 
 import scanalg
 from scanalg import monoids as M, strategies as S
@@ -71,26 +72,17 @@ smoother_states = st.builds(
 )
 
 
-def test_kalman_filter_laws():
+@pytest.mark.parametrize(
+    "monoid, elements, states",
+    [
+        (M.KalmanFilter(), filter_elements, filter_states),
+        (M.RTSSmoother(), smoother_elements, smoother_states),
+    ],
+    ids=["KalmanFilter", "RTSSmoother"],
+)
+def test_gaussian_monoid_laws(monoid, elements, states):
     laws = check_laws(
-        M.KalmanFilter(),
-        filter_elements,
-        states=filter_states,
-        methods=METHODS,
-        max_examples=6,
-        max_length=4,
-    )
-    assert {law.name for law in laws} >= {"associativity", "action_compatibility"}
-
-
-def test_rts_smoother_laws():
-    laws = check_laws(
-        M.RTSSmoother(),
-        smoother_elements,
-        states=smoother_states,
-        methods=METHODS,
-        max_examples=6,
-        max_length=4,
+        monoid, elements, states=states, methods=METHODS, max_examples=6, max_length=4
     )
     assert {law.name for law in laws} >= {"associativity", "action_compatibility"}
 

@@ -140,18 +140,23 @@ def _scaled_identity(like: ScaledMatrix) -> ScaledMatrix:
 
 
 def condition(
-    state: Float[Array, " K"], log_scale: Float[Array, " K"]
+    state: Float[Array, " K"], log_scale: Float[Array, " K"] | Evidence
 ) -> tuple[Float[Array, " K"], Float[Array, " K"], Float[Array, ""]]:
     r"""Condition a distribution $p$ on log-weights $r$ (one filtering update).
 
-        Returns `(weights, posterior, shift)`: the weights $q = p \odot e^{r - m}$ with
-        $m$ the largest $r_i$ on the support of $p$ (so no weight overflows and the largest
-        term of $\sum_i q_i$ is $p_{i^*}$), the normalised $q / \lVert q
-    Vert_1$ (the
-        zero vector if $q = 0$), and the shift $m$; $\log \sum_i p_i e^{r_i} = m +
-        \log\lVert q
-    Vert_1$.
+    Returns `(weights, posterior, shift)`: the weights $q = p \odot e^{r - m}$, the
+    normalised $q / \lVert q \rVert_1$ (the zero vector if $q = 0$), and the shift $m$,
+    so that $\log \sum_i p_i e^{r_i} = m + \log\lVert q \rVert_1$.
+
+    For log-weights, $m$ is the largest $r_i$ on the support of $p$ (no weight
+    overflows, and the largest term of $\sum_i q_i$ is $p_{i^*}$). For `Evidence`, $m$
+    is the largest $r_i$ over all states and $e^{r - m}$ is precomputed: no exponential
+    here, exact when $p$ has weight on the most likely state (see
+    `HMMForward.act_input`).
     """
+    if isinstance(log_scale, Evidence):
+        weights = state * log_scale.scaled
+        return weights, normalise(weights), log_scale.shift
     # (The lowest finite number, not -inf, for an empty support: one fused kernel
     # less in a loop step, and off-support entries are masked before the `exp`.)
     floor = jnp.finfo(log_scale.dtype).min
@@ -242,7 +247,7 @@ class HMMForward(AbstractMonoid):
         matrix, lik = self._parts(x)
         if not isinstance(lik, Evidence):
             return _scaled_act(state, ScaledMatrix(matrix, lik))
-        weights = state * lik.scaled
+        weights, _, _ = condition(state, lik)
         moved = jnp.dot(weights, jnp.sum(matrix, axis=-1))
         return (matrix.T @ weights) / jnp.where(moved > 0, moved, 1)
 
