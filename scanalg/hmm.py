@@ -55,7 +55,7 @@ from .monoids._hmm import (
     LogMatrix,
     MaxPlus,
     ScaledMatrix,
-    condition,
+    filter_step,
     finite_or_zero,
     safe_log,
 )
@@ -205,13 +205,14 @@ def _forward(pi, a, ll, time_varying, method):
     r"""Forward filter: `(marginal_loglik, filtered_probs, predicted_probs)`.
 
     One exclusive forward scan over all $T$ steps: the state before step $t$ is the
-    prediction $p_t = p(z_t \mid y_{1:t-1})$, and the readout conditions it on
-    $\ell_t$ (the same work as the `act` that follows; XLA does it once per loop
-    step), giving $f_t$ and the log-normaliser $m_t + \log(q_t \cdot A_t\mathbf{1})$
-    with $q_t = p_t \odot e^{\ell_t - m_t}$: the mass that moves on ($A_t\mathbf{1}
-    = \mathbf{1}$ for a stochastic matrix; keeping it makes the log-likelihood the
-    exact path sum for any nonnegative input, so its gradient is the path sum's), and
-    $m_T + \log\lVert q_T\rVert_1$ at the last step.
+    prediction $p_t = p(z_t \mid y_{1:t-1})$. The loop stores only the predictions;
+    the filtered $f_t$ and the log-normalisers $m_t + \log(q_t \cdot A_t\mathbf{1})$,
+    $q_t = p_t \odot e^{\ell_t - m_t}$, are read out of all of them at once afterwards
+    (`filter_step` under `vmap`: every extra kernel in the loop body costs more than
+    the whole vectorised pass). $A_t\mathbf{1} = \mathbf{1}$ for a stochastic matrix;
+    keeping the moved mass makes the log-likelihood the exact path sum for any
+    nonnegative input, so its gradient is the path sum's. The last step moves nothing:
+    its moved fraction is taken back out.
 
     When $\pi$ and every $A_t$ have no zero entries (above the dtype's smallest
     normal number over its epsilon), every prediction has full support, and the shift
@@ -232,12 +233,12 @@ def _forward(pi, a, ll, time_varying, method):
 
         def readout(predicted, x):
             matrix, lik = (x.matrix, x.log_scale) if time_varying else (a, x)
-            weights, filtered, shift = condition(predicted, lik)
-            moved = jnp.dot(weights, jnp.sum(matrix, axis=-1))
-            return predicted, filtered, shift + safe_log(moved)
+            step = filter_step(predicted, matrix, lik)
+            return predicted, step.filtered, step.log_normaliser
 
         raw = ScaledMatrix(steps, lik) if time_varying else lik
-        return scan(monoid, raw, init=pi, exclusive=True, readout=readout, method=method)
+        predicted = scan(monoid, raw, init=pi, exclusive=True, method=method)
+        return jax.vmap(readout)(predicted, raw)
 
     info = jnp.finfo(ll.dtype)
     floor = info.tiny / info.eps

@@ -166,12 +166,47 @@ def condition(
     return weights, normalise(weights), shift
 
 
+class FilterStep(NamedTuple):
+    r"""One filtering step from a prediction $p$ (see `filter_step`).
+
+    **Fields:**
+
+    - `filtered`: $p \odot e^{\ell} / \lVert p \odot e^{\ell}\rVert_1$.
+    - `log_normaliser`: $\log\big((p \odot e^{\ell})\cdot M\mathbf{1}\big)$: the
+      log-likelihood of the step, plus the log of the mass that moves on
+      ($M\mathbf{1} = \mathbf{1}$ for a stochastic matrix).
+    - `predicted`: the next prediction, $M^\top (p \odot e^{\ell})$ normalised.
+    """
+
+    filtered: Float[Array, " K"]
+    log_normaliser: Float[Array, ""]
+    predicted: Float[Array, " K"]
+
+
+def filter_step(
+    state: Float[Array, " K"], matrix: Float[Array, "K K"], lik: Float[Array, " K"] | Evidence
+) -> FilterStep:
+    r"""Condition the prediction $p$ on one step's likelihoods, then move it by $M$.
+
+    With `Evidence` the move uses the weights $w = p \odot e^{\ell - m}$ directly,
+    $M^\top w / \lVert M^\top w\rVert_1$ (no division before the product: one loop
+    kernel less). With log-weights it moves the normalised posterior (the
+    support-shifted exact path). `HMMForward.act_input` uses `predicted`; the filter
+    reads `filtered` and `log_normaliser` out of all predictions at once, outside the
+    loop (under `jit`, what a caller does not use is never computed).
+    """
+    weights, posterior, shift = condition(state, lik)
+    log_norm = shift + safe_log(jnp.dot(weights, jnp.sum(matrix, axis=-1)))
+    # (XLA:CPU fuses `matrix.T @ v` into one loop kernel.)
+    moved = matrix.T @ (weights if isinstance(lik, Evidence) else posterior)
+    return FilterStep(posterior, log_norm, normalise(moved))
+
+
 def _scaled_act(state: Float[Array, " K"], element: ScaledMatrix) -> Float[Array, " K"]:
     r"""$p \mapsto q M / \lVert q M \rVert_1$ with $q = p \operatorname{diag}(e^r)$:
     condition, then move (the zero vector stays zero)."""
     matrix, log_scale = element
-    _, posterior, _ = condition(state, log_scale)
-    return normalise(matrix.T @ posterior)  # (XLA:CPU fuses this form of the product)
+    return filter_step(state, matrix, log_scale).predicted
 
 
 class HMMForward(AbstractMonoid):
@@ -233,7 +268,7 @@ class HMMForward(AbstractMonoid):
         r"""One filtering step from an input: `act(state, lift(x))`, and with
         `Evidence` the fast form
 
-        $$p \mapsto \frac{A^\top w}{w \cdot A\mathbf{1}}, \qquad
+        $$p \mapsto \frac{A^\top w}{\lVert A^\top w \rVert_1}, \qquad
           w = p \odot e^{\ell - \max \ell}$$
 
         (no exponential in the loop, no separate normalisation). It shifts by the
@@ -245,11 +280,7 @@ class HMMForward(AbstractMonoid):
         every prediction has full support.
         """
         matrix, lik = self._parts(x)
-        if not isinstance(lik, Evidence):
-            return _scaled_act(state, ScaledMatrix(matrix, lik))
-        weights, _, _ = condition(state, lik)
-        moved = jnp.dot(weights, jnp.sum(matrix, axis=-1))
-        return (matrix.T @ weights) / jnp.where(moved > 0, moved, 1)
+        return filter_step(state, matrix, lik).predicted
 
     def combine(self, earlier: ScaledMatrix, later: ScaledMatrix) -> ScaledMatrix:
         return _scaled_matmul(earlier, later)
