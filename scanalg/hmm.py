@@ -45,7 +45,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray, Scalar
 
-from ._methods import AbstractScanMethod
+from ._methods import AbstractScanMethod, Sequential, as_method
 from ._scan import scan
 from .monoids._composition import FiniteFunction
 from .monoids._hmm import (
@@ -219,7 +219,9 @@ def _forward(pi, a, ll, time_varying, method):
     $m_t$ can be the largest $\ell_t$ over all states, computed outside the loop with
     the exponentials (`Evidence`): the fast path. Otherwise $m_t$ is the largest
     $\ell_t$ on the support of $p_t$, found in the loop (exact for structural zeros).
-    The choice is a `lax.cond` (under `vmap` over the matrices, both run).
+    The choice is a `lax.cond` (under `vmap` over the matrices, both run), made for
+    the sequential method only: the parallel and blocked ones spend their time in
+    `combine`, where the two paths do the same work, and compile once instead of twice.
     """
     if time_varying:
         # The step out of the last state is never used: any matrix will do.
@@ -240,10 +242,15 @@ def _forward(pi, a, ll, time_varying, method):
         predicted = scan(monoid, raw, init=pi, exclusive=True, method=method)
         return jax.vmap(readout)(predicted, raw)
 
-    info = jnp.finfo(ll.dtype)
-    floor = info.tiny / info.eps
-    dense = jax.lax.stop_gradient((jnp.min(pi) > floor) & (jnp.min(a, initial=1) > floor))
-    predicted, filtered, log_moved = jax.lax.cond(dense, lambda: run(True), lambda: run(False))
+    method = as_method(method).resolve(monoid, ScaledMatrix(steps, ll) if time_varying else ll, pi)
+    if isinstance(method, Sequential):
+        info = jnp.finfo(ll.dtype)
+        floor = info.tiny / info.eps
+        dense = jax.lax.stop_gradient((jnp.min(pi) > floor) & (jnp.min(a, initial=1) > floor))
+        predicted, filtered, log_moved = jax.lax.cond(dense, lambda: run(True), lambda: run(False))
+    else:  # (parallel and blocked scans spend their time in `combine`: one branch
+        # halves their compile time)
+        predicted, filtered, log_moved = run(False)
     if not time_varying:  # (the padded last matrix is the identity: nothing to undo)
         # The last step moves nothing: take the moved fraction f_T . A 1 back out.
         undo = safe_log(jnp.dot(filtered[-1], jnp.sum(a, axis=-1)))
