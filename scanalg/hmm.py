@@ -55,7 +55,7 @@ from .monoids._hmm import (
     LogMatrix,
     MaxPlus,
     ScaledMatrix,
-    filter_step,
+    filter_readout,
     finite_or_zero,
     safe_log,
 )
@@ -208,7 +208,7 @@ def _forward(pi, a, ll, time_varying, method):
     prediction $p_t = p(z_t \mid y_{1:t-1})$. The loop stores only the predictions;
     the filtered $f_t$ and the log-normalisers $m_t + \log(q_t \cdot A_t\mathbf{1})$,
     $q_t = p_t \odot e^{\ell_t - m_t}$, are read out of all of them at once afterwards
-    (`filter_step` under `vmap`: every extra kernel in the loop body costs more than
+    (`filter_readout` under `vmap`: every extra kernel in the loop body costs more than
     the whole vectorised pass). $A_t\mathbf{1} = \mathbf{1}$ for a stochastic matrix;
     keeping the moved mass makes the log-likelihood the exact path sum for any
     nonnegative input, so its gradient is the path sum's. The last step moves nothing:
@@ -235,8 +235,8 @@ def _forward(pi, a, ll, time_varying, method):
 
         def readout(predicted, x):
             matrix, lik = (x.matrix, x.log_scale) if time_varying else (a, x)
-            step = filter_step(predicted, matrix, lik)
-            return predicted, step.filtered, step.log_normaliser
+            out = filter_readout(predicted, matrix, lik)
+            return predicted, out.filtered, out.log_normaliser
 
         raw = ScaledMatrix(steps, lik) if time_varying else lik
         predicted = scan(monoid, raw, init=pi, exclusive=True, method=method)

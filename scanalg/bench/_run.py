@@ -13,33 +13,40 @@ import numpy as np
 from ._tasks import build
 
 
-def time_entry(fn, args, repeats: int, memory: bool = False) -> dict:
-    """Time `repeats` runs of `jax.jit(fn)` after a first call, through `jit`'s own
-    dispatch (what users call; calling a `Compiled` object directly takes a slower
-    Python path for programs with host callbacks, such as `equinox.error_if`).
+def time_entries(entries: dict, repeats: int, memory: bool = False) -> dict:
+    """Time `repeats` runs of `jax.jit(fn)` for every entry `name: (fn, args)`, through
+    `jit`'s own dispatch (what users call; calling a `Compiled` object directly takes
+    a slower Python path for programs with host callbacks, such as `equinox.error_if`).
 
-    The compile time is the first call's time (trace, compile, run) less the median
-    run. With `memory`, the function is also lowered and compiled on its own for
-    XLA's memory analysis (a second compilation)."""
-    jitted = jax.jit(fn)
-    t0 = time.perf_counter()
-    jax.block_until_ready(jitted(*args))
-    first = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
+    After a first call of each entry, the runs go round-robin over the entries (one
+    run of each, `repeats` times), so a burst of load on the machine slows every entry
+    alike and the ratios between entries stay honest. The compile time is the first
+    call's time (trace, compile, run) less the median run. With `memory`, each
+    function is also lowered and compiled on its own for XLA's memory analysis (a
+    second compilation). Returns `name: record`."""
+    jitted, first, times = {}, {}, {name: [] for name in entries}
+    for name, (fn, args) in entries.items():
+        jitted[name] = jax.jit(fn)
         t0 = time.perf_counter()
-        jax.block_until_ready(jitted(*args))
-        times.append(time.perf_counter() - t0)
-    median = statistics.median(times)
-    record = {
-        "compile_s": max(first - median, 0.0),
-        "min_s": min(times),
-        "median_s": median,
-        "max_s": max(times),
-    }
-    if memory:
-        record.update(memory_info(jitted.lower(*args).compile()))
-    return record
+        jax.block_until_ready(jitted[name](*args))
+        first[name] = time.perf_counter() - t0
+    for _ in range(repeats):
+        for name, (_, args) in entries.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(jitted[name](*args))
+            times[name].append(time.perf_counter() - t0)
+    records = {}
+    for name, (_, args) in entries.items():
+        median = statistics.median(times[name])
+        records[name] = {
+            "compile_s": max(first[name] - median, 0.0),
+            "min_s": min(times[name]),
+            "median_s": median,
+            "max_s": max(times[name]),
+        }
+        if memory:
+            records[name].update(memory_info(jitted[name].lower(*args).compile()))
+    return records
 
 
 def memory_info(compiled) -> dict:
@@ -85,8 +92,8 @@ def run(
 ):
     """Time every entry on every (length, size); returns a list of records.
 
-    `echo`, if given, is called with each record as soon as it is measured (so a run
-    cut short still shows what it measured)."""
+    `echo`, if given, is called with each record as soon as its (length, size) has
+    been measured (so a run cut short still shows what it measured)."""
     jobs = [(T, K) for K in sizes for T in lengths]
     records = []
     bar = None
@@ -99,9 +106,9 @@ def run(
             bar = None
     for T, K in jobs:
         entries = build(task, T, K, dtype, methods, compare, monoid)
-        for name, (fn, args) in entries.items():
+        for name, timing in time_entries(entries, repeats, memory).items():
             rec = {"task": task, "T": T, "size": K, "dtype": str(np.dtype(dtype)), "entry": name}
-            rec.update(time_entry(fn, args, repeats, memory))
+            rec.update(timing)
             records.append(rec)
             if echo is not None:
                 echo(rec)

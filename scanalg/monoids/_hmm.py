@@ -114,10 +114,7 @@ def reduce_states(op, x: Array) -> Array:
 
 def normalise(x: Array, axis: int = -1) -> Array:
     """Divide by the sum along `axis`; an all-zero slice stays zero."""
-    if axis == -1:
-        total = reduce_states(jnp.add, x)[..., None]
-    else:
-        total = jnp.sum(x, axis=axis, keepdims=True)
+    total = jnp.sum(x, axis=axis, keepdims=True)
     return x / jnp.where(total > 0, total, 1)
 
 
@@ -186,47 +183,57 @@ def condition(
     return weights, normalise(weights), shift
 
 
-class FilterStep(NamedTuple):
-    r"""One filtering step from a prediction $p$ (see `filter_step`).
+def predict(
+    state: Float[Array, " K"], matrix: Float[Array, "K K"], lik: Float[Array, " K"] | Evidence
+) -> Float[Array, " K"]:
+    r"""One filtering step from the prediction $p$: condition on the step's
+    likelihoods, then move by $M$, $p \mapsto M^\top q / \lVert M^\top q\rVert_1$.
+
+    With `Evidence`, $q = p \odot e^{\ell - m}$ is moved as it is (no division before
+    the product: one loop kernel less); with log-weights, $q$ is the normalised
+    posterior (the support-shifted exact path). The zero vector stays zero.
+    """
+    weights, posterior, _ = condition(state, lik)
+    moved = weights if isinstance(lik, Evidence) else posterior
+    return normalise(matrix.T @ moved)  # (XLA:CPU fuses this form of the product)
+
+
+class FilterReadout(NamedTuple):
+    r"""What the filter reads out of a prediction $p$ (see `filter_readout`).
 
     **Fields:**
 
-    - `filtered`: $p \odot e^{\ell} / \lVert p \odot e^{\ell}\rVert_1$.
-    - `log_normaliser`: $\log\big((p \odot e^{\ell})\cdot M\mathbf{1}\big)$: the
-      log-likelihood of the step, plus the log of the mass that moves on
-      ($M\mathbf{1} = \mathbf{1}$ for a stochastic matrix).
-    - `predicted`: the next prediction, $M^\top (p \odot e^{\ell})$ normalised.
+    - `filtered`: $q / \lVert q\rVert_1$ with $q = p \odot e^{\ell}$.
+    - `log_normaliser`: $\log(q \cdot M\mathbf{1})$: the log-likelihood of the step,
+      plus the log of the mass that moves on ($M\mathbf{1} = \mathbf{1}$ for a
+      stochastic matrix).
     """
 
     filtered: Float[Array, " K"]
     log_normaliser: Float[Array, ""]
-    predicted: Float[Array, " K"]
 
 
-def filter_step(
+def filter_readout(
     state: Float[Array, " K"], matrix: Float[Array, "K K"], lik: Float[Array, " K"] | Evidence
-) -> FilterStep:
-    r"""Condition the prediction $p$ on one step's likelihoods, then move it by $M$.
+) -> FilterReadout:
+    """The filtered distribution and log-normaliser of one step, from its prediction.
 
-    With `Evidence` the move uses the weights $w = p \odot e^{\ell - m}$ directly,
-    $M^\top w / \lVert M^\top w\rVert_1$ (no division before the product: one loop
-    kernel less). With log-weights it moves the normalised posterior (the
-    support-shifted exact path). `HMMForward.act_input` uses `predicted`; the filter
-    reads `filtered` and `log_normaliser` out of all predictions at once, outside the
-    loop (under `jit`, what a caller does not use is never computed).
+    Meant for all steps at once under `vmap`, after the loop (every extra kernel in a
+    loop body costs more than the whole vectorised pass); the sums over the states
+    use `reduce_states`.
     """
-    weights, posterior, shift = condition(state, lik)
-    log_norm = shift + safe_log(reduce_states(jnp.add, weights * jnp.sum(matrix, axis=-1)))
-    # (XLA:CPU fuses `matrix.T @ v` into one loop kernel.)
-    moved = matrix.T @ (weights if isinstance(lik, Evidence) else posterior)
-    return FilterStep(posterior, log_norm, normalise(moved))
+    weights, _, shift = condition(state, lik)
+    total = reduce_states(jnp.add, weights)
+    filtered = weights / jnp.where(total > 0, total, 1)[..., None]
+    moved = reduce_states(jnp.add, weights * jnp.sum(matrix, axis=-1))
+    return FilterReadout(filtered, shift + safe_log(moved))
 
 
 def _scaled_act(state: Float[Array, " K"], element: ScaledMatrix) -> Float[Array, " K"]:
     r"""$p \mapsto q M / \lVert q M \rVert_1$ with $q = p \operatorname{diag}(e^r)$:
     condition, then move (the zero vector stays zero)."""
     matrix, log_scale = element
-    return filter_step(state, matrix, log_scale).predicted
+    return predict(state, matrix, log_scale)
 
 
 class HMMForward(AbstractMonoid):
@@ -300,7 +307,7 @@ class HMMForward(AbstractMonoid):
         every prediction has full support.
         """
         matrix, lik = self._parts(x)
-        return filter_step(state, matrix, lik).predicted
+        return predict(state, matrix, lik)
 
     def combine(self, earlier: ScaledMatrix, later: ScaledMatrix) -> ScaledMatrix:
         return _scaled_matmul(earlier, later)
