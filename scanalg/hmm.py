@@ -211,8 +211,8 @@ def _forward(pi, a, ll, time_varying, method):
     (`filter_readout` under `vmap`: every extra kernel in the loop body costs more than
     the whole vectorised pass). $A_t\mathbf{1} = \mathbf{1}$ for a stochastic matrix;
     keeping the moved mass makes the log-likelihood the exact path sum for any
-    nonnegative input, so its gradient is the path sum's. The last step moves nothing:
-    its moved fraction is taken back out.
+    nonnegative input, so its gradient is the path sum's. The last step moves nothing
+    (its row sums are taken as ones).
 
     When $\pi$ and every $A_t$ have no zero entries (above the dtype's smallest
     normal number over its epsilon), every prediction has full support, and the shift
@@ -233,14 +233,15 @@ def _forward(pi, a, ll, time_varying, method):
     def run(fast: bool):
         lik = Evidence.of(ll) if fast else ll
 
-        def readout(predicted, x):
-            matrix, lik = (x.matrix, x.log_scale) if time_varying else (a, x)
-            out = filter_readout(predicted, matrix, lik)
-            return predicted, out.filtered, out.log_normaliser
-
         raw = ScaledMatrix(steps, lik) if time_varying else lik
         predicted = scan(monoid, raw, init=pi, exclusive=True, method=method)
-        return jax.vmap(readout)(predicted, raw)
+        if time_varying:  # (the padded last matrix is the identity: it moves everything)
+            row_sums = jnp.sum(steps, axis=-1)
+        else:  # the last step moves nothing: its moved fraction is one
+            last = (jnp.arange(ll.shape[0]) == ll.shape[0] - 1)[:, None]
+            row_sums = jnp.where(last, 1, jnp.sum(a, axis=-1))
+        out = jax.vmap(filter_readout)(predicted, row_sums, lik)
+        return predicted, out.filtered, out.log_normaliser
 
     method = as_method(method).resolve(monoid, ScaledMatrix(steps, ll) if time_varying else ll, pi)
     if isinstance(method, Sequential):
@@ -251,11 +252,6 @@ def _forward(pi, a, ll, time_varying, method):
     else:  # (parallel and blocked scans spend their time in `combine`: one branch
         # halves their compile time)
         predicted, filtered, log_moved = run(False)
-    if not time_varying:  # (the padded last matrix is the identity: nothing to undo)
-        # The last step moves nothing: take the moved fraction f_T . A 1 back out.
-        undo = safe_log(jnp.dot(filtered[-1], jnp.sum(a, axis=-1)))
-        last = jnp.where(jnp.isfinite(undo), log_moved[-1] - undo, log_moved[-1])
-        log_moved = log_moved.at[-1].set(last)
     return _tree_sum(log_moved), filtered, predicted
 
 
@@ -283,6 +279,9 @@ def _trans_probs(filtered, smoothed, a, time_varying):
     return a * (f.T @ ratio)
 
 
+_UNROLL_CANDIDATES = 8
+
+
 def _inverse_cdf_rows(row, num_candidates: int, total: Array, u: Array) -> Array:
     r"""Inverse-CDF draws, one per column $j$, all from the same uniform.
 
@@ -295,13 +294,21 @@ def _inverse_cdf_rows(row, num_candidates: int, total: Array, u: Array) -> Array
     Columns of zeros give 0.
     """
     target = u[..., None] * total
-    running = jnp.zeros_like(target)
-    choice = jnp.zeros(target.shape, jnp.int32)
-    for i in range(num_candidates):  # over states, not time: K is small and static
+
+    def visit(i, carry):
+        running, choice = carry
         w = row(i)
-        choice = jnp.where((w > 0) & (running <= target), jnp.int32(i), choice)
-        running = running + w
-    return choice
+        choice = jnp.where((w > 0) & (running <= target), jnp.asarray(i, jnp.int32), choice)
+        return running + w, choice
+
+    carry = (jnp.zeros_like(target), jnp.zeros(target.shape, jnp.int32))
+    if num_candidates <= _UNROLL_CANDIDATES:  # over states, not time: small and static
+        for i in range(num_candidates):
+            carry = visit(i, carry)
+        return carry[1]
+    # (A loop beyond 8 candidates: compile time stays flat in K, each pass is vectorised
+    # over all steps.)
+    return jax.lax.fori_loop(0, num_candidates, visit, carry)[1]
 
 
 def _inverse_cdf(weights: Array, u: Array) -> Array:

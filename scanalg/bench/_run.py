@@ -19,8 +19,11 @@ def time_entries(entries: dict, repeats: int, memory: bool = False) -> dict:
     a slower Python path for programs with host callbacks, such as `equinox.error_if`).
 
     After a first call of each entry, the runs go round-robin over the entries (one
-    run of each, `repeats` times), so a burst of load on the machine slows every entry
-    alike and the ratios between entries stay honest. The compile time is the first
+    timed run of each, `repeats` times), so a burst of load on the machine slows every
+    entry alike and the ratios between entries stay honest. Each timed run directly
+    follows an untimed run of the same entry: what the previous entry left in the
+    caches and the allocator (a large parallel program slowed the next entry's first
+    run by up to 2x) is not counted. The compile time is the first
     call's time (trace, compile, run) less the median run. With `memory`, each
     function is also lowered and compiled on its own for XLA's memory analysis (a
     second compilation). Returns `name: record`."""
@@ -32,6 +35,7 @@ def time_entries(entries: dict, repeats: int, memory: bool = False) -> dict:
         first[name] = time.perf_counter() - t0
     for _ in range(repeats):
         for name, (_, args) in entries.items():
+            jax.block_until_ready(jitted[name](*args))  # untimed: warm after the switch
             t0 = time.perf_counter()
             jax.block_until_ready(jitted[name](*args))
             times[name].append(time.perf_counter() - t0)

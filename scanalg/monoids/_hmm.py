@@ -214,9 +214,11 @@ class FilterReadout(NamedTuple):
 
 
 def filter_readout(
-    state: Float[Array, " K"], matrix: Float[Array, "K K"], lik: Float[Array, " K"] | Evidence
+    state: Float[Array, " K"], row_sums: Float[Array, " K"], lik: Float[Array, " K"] | Evidence
 ) -> FilterReadout:
-    """The filtered distribution and log-normaliser of one step, from its prediction.
+    r"""The filtered distribution and log-normaliser of one step, from its prediction
+    and the row sums $M\mathbf{1}$ of the step's matrix (ones for a step that moves
+    nothing).
 
     Meant for all steps at once under `vmap`, after the loop (every extra kernel in a
     loop body costs more than the whole vectorised pass); the sums over the states
@@ -225,7 +227,7 @@ def filter_readout(
     weights, _, shift = condition(state, lik)
     total = reduce_states(jnp.add, weights)
     filtered = weights / jnp.where(total > 0, total, 1)[..., None]
-    moved = reduce_states(jnp.add, weights * jnp.sum(matrix, axis=-1))
+    moved = reduce_states(jnp.add, weights * row_sums)
     return FilterReadout(filtered, shift + safe_log(moved))
 
 
