@@ -279,9 +279,6 @@ def _trans_probs(filtered, smoothed, a, time_varying):
     return a * (f.T @ ratio)
 
 
-_UNROLL_CANDIDATES = 8
-
-
 def _inverse_cdf_rows(row, num_candidates: int, total: Array, u: Array) -> Array:
     r"""Inverse-CDF draws, one per column $j$, all from the same uniform.
 
@@ -294,21 +291,13 @@ def _inverse_cdf_rows(row, num_candidates: int, total: Array, u: Array) -> Array
     Columns of zeros give 0.
     """
     target = u[..., None] * total
-
-    def visit(i, carry):
-        running, choice = carry
+    running = jnp.zeros_like(target)
+    choice = jnp.zeros(target.shape, jnp.int32)
+    for i in range(num_candidates):  # over states, not time: K is small and static
         w = row(i)
-        choice = jnp.where((w > 0) & (running <= target), jnp.asarray(i, jnp.int32), choice)
-        return running + w, choice
-
-    carry = (jnp.zeros_like(target), jnp.zeros(target.shape, jnp.int32))
-    if num_candidates <= _UNROLL_CANDIDATES:  # over states, not time: small and static
-        for i in range(num_candidates):
-            carry = visit(i, carry)
-        return carry[1]
-    # (A loop beyond 8 candidates: compile time stays flat in K, each pass is vectorised
-    # over all steps.)
-    return jax.lax.fori_loop(0, num_candidates, visit, carry)[1]
+        choice = jnp.where((w > 0) & (running <= target), jnp.int32(i), choice)
+        running = running + w
+    return choice
 
 
 def _inverse_cdf(weights: Array, u: Array) -> Array:
