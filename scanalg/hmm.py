@@ -214,14 +214,16 @@ def _forward(pi, a, ll, time_varying, method):
     nonnegative input, so its gradient is the path sum's. The last step moves nothing
     (its row sums are taken as ones).
 
-    When $\pi$ and every $A_t$ have no zero entries (above the dtype's smallest
-    normal number over its epsilon), every prediction has full support, and the shift
-    $m_t$ can be the largest $\ell_t$ over all states, computed outside the loop with
-    the exponentials (`Evidence`): the fast path. Otherwise $m_t$ is the largest
-    $\ell_t$ on the support of $p_t$, found in the loop (exact for structural zeros).
-    The choice is a `lax.cond` (under `vmap` over the matrices, both run), made for
-    the sequential method only: the parallel and blocked ones spend their time in
-    `combine`, where the two paths do the same work, and compile once instead of twice.
+    Inside the loop, when $\pi$ and every $A_t$ have no zero entries (above the dtype's
+    smallest normal number over its epsilon), every prediction has full support, and
+    the shift can be the largest $\ell_t$ over all states, with the exponentials
+    computed before the loop (`Evidence`): the fast path. Otherwise the shift is the
+    largest $\ell_t$ on the support of $p_t$, found in the loop (exact for structural
+    zeros). The choice is a `lax.cond` around the loop alone (under `vmap` over the
+    matrices, both run), made for the sequential method only: the parallel and blocked
+    ones spend their time in `combine`, where the two paths do the same work, and
+    compile once instead of twice. The readout always uses the support shift
+    $m_t$ (exact in both cases).
     """
     if time_varying:
         # The step out of the last state is never used: any matrix will do.
@@ -230,28 +232,32 @@ def _forward(pi, a, ll, time_varying, method):
     else:
         monoid = HMMForward(a)
 
-    def run(fast: bool):
+    def predictions(fast: bool):
         lik = Evidence.of(ll) if fast else ll
-
         raw = ScaledMatrix(steps, lik) if time_varying else lik
-        predicted = scan(monoid, raw, init=pi, exclusive=True, method=method)
-        if time_varying:  # (the padded last matrix is the identity: it moves everything)
-            row_sums = jnp.sum(steps, axis=-1)
-        else:  # the last step moves nothing: its moved fraction is one
-            last = (jnp.arange(ll.shape[0]) == ll.shape[0] - 1)[:, None]
-            row_sums = jnp.where(last, 1, jnp.sum(a, axis=-1))
-        out = jax.vmap(filter_readout)(predicted, row_sums, lik)
-        return predicted, out.filtered, out.log_normaliser
+        return scan(monoid, raw, init=pi, exclusive=True, method=method)
 
     method = as_method(method).resolve(monoid, ScaledMatrix(steps, ll) if time_varying else ll, pi)
     if isinstance(method, Sequential):
         info = jnp.finfo(ll.dtype)
         floor = info.tiny / info.eps
         dense = jax.lax.stop_gradient((jnp.min(pi) > floor) & (jnp.min(a, initial=1) > floor))
-        predicted, filtered, log_moved = jax.lax.cond(dense, lambda: run(True), lambda: run(False))
+        # (Only the loop inside the `cond`: the branch then writes the predictions
+        # straight into the output, and the exponentials are a temporary of the fast
+        # branch alone; around the readout too, the `cond` doubled the peak memory.)
+        predicted = jax.lax.cond(dense, lambda: predictions(True), lambda: predictions(False))
     else:  # (parallel and blocked scans spend their time in `combine`: one branch
         # halves their compile time)
-        predicted, filtered, log_moved = run(False)
+        predicted = predictions(False)
+    # The exact (support-shifted) readout, for both paths.
+    if time_varying:  # (the padded last matrix is the identity: it moves everything)
+        out = jax.vmap(filter_readout)(predicted, jnp.sum(steps, axis=-1), ll)
+        log_moved = out.log_normaliser
+    else:  # the last step moves nothing: its row sums are ones
+        out = jax.vmap(filter_readout, in_axes=(0, None, 0))(predicted, jnp.sum(a, axis=-1), ll)
+        last = filter_readout(predicted[-1], jnp.ones_like(pi), ll[-1]).log_normaliser
+        log_moved = out.log_normaliser.at[-1].set(last)
+    filtered = out.filtered
     return _tree_sum(log_moved), filtered, predicted
 
 
