@@ -300,7 +300,7 @@ class HMMForward(AbstractMonoid):
         $$p \mapsto \frac{A^\top w}{\lVert A^\top w \rVert_1}, \qquad
           w = p \odot e^{\ell - \max \ell}$$
 
-        (no exponential in the loop, no separate normalisation). It shifts by the
+        (no exponential in the loop, no division before the product). It shifts by the
         largest log-likelihood over *all* states, so it is exact when $p$ puts weight
         on the most likely state; if $p$ lives only on states whose likelihood is far
         below it (beyond the dtype's range) the weights underflow to zero, where
