@@ -45,7 +45,7 @@ from .monoids._hmm import (
     LogMatrix,
     MaxPlus,
     ScaledMatrix,
-    condition,
+    filter_readout,
     finite_or_zero,
     safe_log,
 )
@@ -164,14 +164,14 @@ def _forward(pi, a, ll, tv, lay: _Layout, method):
     # Step t moves t -> t+1; a flagged step (a sequence's first) starts from pi.
     later = scan(Segmented(inner, reset=pi), (lay.starts[:-1], raw), init=pi, method=method)
     predicted = _rows(lay.starts, pi, jnp.concatenate([pi[None], later], axis=0))
-    weights, filtered, shift = jax.vmap(condition)(predicted, ll)
     # As in `scanalg.hmm`: the mass that moves on (row sums of A_t), except at the last
     # step of each sequence, where nothing moves.
     row_sums = jnp.sum(a, axis=-1)
     if tv:
         row_sums = jnp.concatenate([row_sums, jnp.ones((1, ll.shape[1]), ll.dtype)])
     row_sums = jnp.where(lay.ends[:, None], 1, row_sums)
-    log_normalisers = shift + safe_log(jnp.sum(weights * row_sums, axis=-1))
+    out = jax.vmap(filter_readout)(predicted, row_sums, ll)
+    filtered, log_normalisers = out.filtered, out.log_normaliser
     # Per-sequence sums, by a segmented parallel (tree-shaped) scan: accurate in float32.
     tree = Parallel(algorithm="associative_scan")
     _, running = scan(Segmented(Sum()), (lay.starts, log_normalisers), method=tree)

@@ -118,16 +118,6 @@ def normalise(x: Array, axis: int = -1) -> Array:
     return x / jnp.where(total > 0, total, 1)
 
 
-def support_max(values: Array, weights: Array, axis: int = -1) -> Array:
-    """`max(values)` over the entries with `weights > 0`, as a stop-gradient shift.
-
-    Returns zero where no weight is positive, so `values - shift` never produces
-    `inf - inf`.
-    """
-    masked = jnp.where(weights > 0, values, -jnp.inf)
-    return jax.lax.stop_gradient(finite_or_zero(jnp.max(masked, axis=axis)))
-
-
 # --------------------------------------------------------------------------------------
 # Sum-product: forward filter and backward messages.
 # --------------------------------------------------------------------------------------
@@ -231,13 +221,6 @@ def filter_readout(
     return FilterReadout(filtered, shift + safe_log(moved))
 
 
-def _scaled_act(state: Float[Array, " K"], element: ScaledMatrix) -> Float[Array, " K"]:
-    r"""$p \mapsto q M / \lVert q M \rVert_1$ with $q = p \operatorname{diag}(e^r)$:
-    condition, then move (the zero vector stays zero)."""
-    matrix, log_scale = element
-    return predict(state, matrix, log_scale)
-
-
 class HMMForward(AbstractMonoid):
     r"""The forward-filtering monoid of a hidden Markov model.
 
@@ -318,7 +301,7 @@ class HMMForward(AbstractMonoid):
         return _scaled_identity(like)
 
     def act(self, state: Float[Array, " K"], element: ScaledMatrix) -> Float[Array, " K"]:
-        return _scaled_act(state, element)
+        return predict(state, *element)
 
 
 def backward_kernel(
