@@ -1,6 +1,6 @@
 """scanalg: associative scans as an algebra you can program with."""
 
-from . import laws as laws, monoids as monoids
+from . import hmm as hmm, laws as laws, lgssm as lgssm, monoids as monoids
 from ._laws import (
     Law as Law,
     LawViolation as LawViolation,
@@ -18,10 +18,10 @@ from ._methods import (
     Blocked as Blocked,
     Parallel as Parallel,
     Sequential as Sequential,
+    Sharded as Sharded,
 )
 from ._monoid import AbstractMonoid as AbstractMonoid
 from ._scan import reduce as reduce, scan as scan
-from ._sharded import Sharded as Sharded
 from .hmm import (
     HMMPosterior as HMMPosterior,
     HMMPosteriorFiltered as HMMPosteriorFiltered,

@@ -177,7 +177,7 @@ def run_checks(devices: int) -> dict[str, tuple[bool, str, float]]:
         n = lengths(devices)["ragged"]
         elems, h0 = make_elems("Affine", n), jnp.array([1.0, -2.0, 0.5])
         ll = jnp.asarray(np.random.default_rng(n).normal(size=(n, 3)))
-        hmm_monoid = scanalg.monoids.HMMForward
+        hmm_monoid = scanalg.hmm.HMMForward
 
         def loss(elems, h0, a, method):
             states = scanalg.scan(

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import strategies as st
 
 import scanalg
-from scanalg.monoids import HMMBackward, HMMForward, LogMatrix, MaxPlus, ScaledMatrix
+from scanalg.hmm import HMMBackward, HMMForward, LogMatrix, MaxPlus, ScaledMatrix
 
 K = 3
 METHODS = (scanalg.Sequential(), scanalg.Parallel(), scanalg.Blocked(block_size=2))

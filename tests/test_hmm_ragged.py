@@ -10,7 +10,8 @@ from helpers import tree_allclose
 from hmm_reference import random_hmm
 
 import scanalg
-from scanalg import _hmm_ragged as ragged, hmm
+from scanalg import hmm
+from scanalg.models.hmm import _inference as hmm_impl, _ragged as ragged
 
 K = 3
 LENGTHS = (5, 1, 7, 2, 4)  # includes a sequence of length one
@@ -64,7 +65,7 @@ def _references(tv):
         smoother = hmm.hmm_smoother(pi, a_b, ll_b, method="sequential")
         mode = hmm.hmm_posterior_mode(pi, a_b, ll_b, method="sequential")
         # The same uniforms give the same path as sampling the sequence alone.
-        sample = hmm._sample_one(u[s:e], smoother.filtered_probs, a_b, tv, "sequential")
+        sample = hmm_impl._sample_one(u[s:e], smoother.filtered_probs, a_b, tv, "sequential")
         refs.append((smoother, mode, sample))
     return refs
 

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 import scanalg
-from scanalg import monoids as M, strategies as S
+from scanalg import strategies as S
 from scanalg.laws import check_laws
+from scanalg.models.lgssm import _inference as lgssm_impl
 
 N, K = 2, 1  # state and emission dimensions
 METHODS = (scanalg.Sequential(), scanalg.Parallel())  # Blocked: in test_lgssm.py
@@ -23,7 +24,9 @@ def _bounded(shape, bound=1.0):
 
 @functools.cache
 def _jitted():
-    return jax.jit(M.kalman_filter_elements), jax.jit(M.KalmanFilter().combine)
+    return jax.jit(scanalg.lgssm.kalman_filter_elements), jax.jit(
+        scanalg.lgssm.KalmanFilter().combine
+    )
 
 
 def _filter_step(F, c, Q_root, H, R_root, y, observed):
@@ -56,27 +59,27 @@ def _psd(root):
 
 
 filter_states = st.builds(
-    lambda m, root, ll: M.FilterState(m, _psd(root), ll),
+    lambda m, root, ll: scanalg.lgssm.FilterState(m, _psd(root), ll),
     _bounded(N, 3.0),
     _bounded((N, N)),
     _bounded((), 5.0),
 )
 smoother_elements = st.builds(
-    lambda E, g, root: M.SmootherElement(E, g, _psd(root)),
+    lambda E, g, root: scanalg.lgssm.SmootherElement(E, g, _psd(root)),
     S.matmul_elements(N),
     _bounded(N),
     _bounded((N, N)),
 )
 smoother_states = st.builds(
-    lambda m, root: M.SmootherState(m, _psd(root)), _bounded(N, 3.0), _bounded((N, N))
+    lambda m, root: scanalg.lgssm.SmootherState(m, _psd(root)), _bounded(N, 3.0), _bounded((N, N))
 )
 
 
 @pytest.mark.parametrize(
     "monoid, elements, states",
     [
-        (M.KalmanFilter(), filter_elements, filter_states),
-        (M.RTSSmoother(), smoother_elements, smoother_states),
+        (scanalg.lgssm.KalmanFilter(), filter_elements, filter_states),
+        (scanalg.lgssm.RTSSmoother(), smoother_elements, smoother_states),
     ],
     ids=["KalmanFilter", "RTSSmoother"],
 )
@@ -95,10 +98,12 @@ def test_filter_elements_carry_the_marginal_loglik():
 
     params, y, u = _case("tv-inputs-missing")
     expected = dense_posterior(params, y, u)["marginal_loglik"]
-    elems = jax.jit(lambda *a: scanalg.lgssm._filter_elements(scanalg.lgssm._model(*a)))(
+    elems = jax.jit(lambda *a: lgssm_impl._filter_elements(lgssm_impl._model(*a)))(
         params, y, u
     )
     for method in (*METHODS, scanalg.Blocked(block_size=3)):
-        total = jax.jit(lambda e: scanalg.reduce(M.KalmanFilter(), e, method=method))(elems)
+        total = jax.jit(lambda e: scanalg.reduce(scanalg.lgssm.KalmanFilter(), e, method=method))(
+            elems
+        )
         np.testing.assert_allclose(total.loglik, expected, rtol=1e-10)
         np.testing.assert_allclose(total.A, 0, atol=1e-12)  # a prefix from t = 0

@@ -15,6 +15,7 @@ from lgssm_reference import random_model
 from test_lgssm import SMOOTHER_FIELDS, _assert_close, _case
 
 from scanalg import lgssm
+from scanalg.models.lgssm import _inference as lgssm_impl
 
 # ---------------------------------------------------------------------------
 # Against dynamax
@@ -125,7 +126,7 @@ def test_asymmetric_covariance_is_an_error():
     cov = np.array(params.dynamics.cov)
     cov[0, 1] += 1e-15
     ok = _replace(params, lambda p: p.dynamics.cov, cov)
-    lgssm._model(ok, y, None)
+    lgssm_impl._model(ok, y, None)
     jax.block_until_ready(jax.jit(lgssm.lgssm_filter)(ok, y))
 
 

@@ -397,7 +397,7 @@ def test_auto_rule_on_cpu():
     rng = np.random.default_rng(0)
     a = jnp.asarray(rng.dirichlet(np.ones(4), size=4))
     ll = jnp.zeros((2048, 4))
-    heavy = M.HMMForward(a)
+    heavy = scanalg.hmm.HMMForward(a)
     assert isinstance(auto.resolve(heavy, ll, None), scanalg.Blocked)
     assert isinstance(auto.resolve(heavy, ll, jnp.ones(4) / 4), scanalg.Sequential)
     assert isinstance(auto.resolve(heavy, ll[:100], None), scanalg.Sequential)
@@ -410,8 +410,8 @@ def test_auto_rule_on_cpu():
 def test_auto_rule_with_init_on_cpu(n, expected):
     """With an initial state: blocked for long scans of many-operation acts on small
     elements (a Kalman step, state dimension 2), sequential for large elements."""
-    kalman = M.KalmanFilter()
-    elems = M.FilterElement(
+    kalman = scanalg.lgssm.KalmanFilter()
+    elems = scanalg.lgssm.FilterElement(
         A=jnp.zeros((2048, n, n)),
         b=jnp.zeros((2048, n)),
         C=jnp.zeros((2048, n, n)),
@@ -419,7 +419,7 @@ def test_auto_rule_with_init_on_cpu(n, expected):
         J=jnp.zeros((2048, n, n)),
         loglik=jnp.zeros(2048),
     )
-    init = M.FilterState(mean=jnp.zeros(n), cov=jnp.zeros((n, n)), loglik=jnp.zeros(()))
+    init = scanalg.lgssm.FilterState(mean=jnp.zeros(n), cov=jnp.zeros((n, n)), loglik=jnp.zeros(()))
     assert isinstance(scanalg.Auto().resolve(kalman, elems, init), expected)
     short = jax.tree.map(lambda x: x[:100], elems)
     assert isinstance(scanalg.Auto().resolve(kalman, short, init), scanalg.Sequential)
@@ -502,8 +502,8 @@ def test_hmm_backward_act_input_matches_act_of_lift():
     f[1, 3] = 0.0  # a zero filtered probability: a zero column in the kernel
     s = rng.dirichlet(np.ones(k), size=6)
     for monoid, x in [
-        (M.HMMBackward(jnp.asarray(a)), f),
-        (M.HMMBackward(), (f, np.stack([a] * 6))),
+        (scanalg.hmm.HMMBackward(jnp.asarray(a)), f),
+        (scanalg.hmm.HMMBackward(), (f, np.stack([a] * 6))),
     ]:
         got = jax.vmap(monoid.act_input)(jnp.asarray(s), jax.tree.map(jnp.asarray, x))
         lifted = jax.vmap(monoid.lift)(jax.tree.map(jnp.asarray, x))
@@ -518,7 +518,7 @@ def test_hmm_forward_act_input_on_evidence_matches_act_of_lift():
     a = jnp.asarray(rng.dirichlet(np.ones(k), size=k))
     ll = jnp.asarray(rng.normal(scale=5.0, size=(6, k)))
     s = jnp.asarray(rng.dirichlet(np.ones(k), size=6))
-    monoid = M.HMMForward(a)
+    monoid = scanalg.hmm.HMMForward(a)
     evidence = M.Evidence.of(ll)
     got = jax.vmap(monoid.act_input)(s, evidence)
     expected = jax.vmap(monoid.act)(s, jax.vmap(monoid.lift)(ll))

@@ -1,4 +1,10 @@
-"""Ready monoid instances."""
+"""General algebra: ready monoids and combinators.
+
+Model element types and monoids live in their families (`scanalg.hmm`,
+`scanalg.lgssm`); their old names here still work (see `__getattr__`).
+"""
+
+import importlib
 
 from ._basic import (
     AbstractElementwise as AbstractElementwise,
@@ -20,26 +26,34 @@ from ._combinators import (
 )
 from ._composition import FiniteFunction as FiniteFunction
 from ._diagonal import DiagonalAffine as DiagonalAffine
-from ._hmm import (
-    Evidence as Evidence,
-    HMMBackward as HMMBackward,
-    HMMForward as HMMForward,
-    LogMatrix as LogMatrix,
-    MaxPlus as MaxPlus,
-    ScaledMatrix as ScaledMatrix,
-)
 
-# isort: split
-from ._gaussian import (
-    FilterElement as FilterElement,
-    FilterGain as FilterGain,
-    FilterState as FilterState,
-    KalmanFilter as KalmanFilter,
-    RTSSmoother as RTSSmoother,
-    SmootherElement as SmootherElement,
-    SmootherState as SmootherState,
-    filter_element as filter_element,
-    filter_gain as filter_gain,
-    kalman_filter_elements as kalman_filter_elements,
-    rts_smoother_elements as rts_smoother_elements,
-)
+# Names that lived here before the model families became packages. They resolve
+# lazily to the family's public module, so this layer imports no model code.
+_MOVED = {
+    **dict.fromkeys(
+        ["Evidence", "HMMBackward", "HMMForward", "LogMatrix", "MaxPlus", "ScaledMatrix"],
+        "scanalg.hmm",
+    ),
+    **dict.fromkeys(
+        [
+            "FilterElement",
+            "FilterGain",
+            "FilterState",
+            "KalmanFilter",
+            "RTSSmoother",
+            "SmootherElement",
+            "SmootherState",
+            "filter_element",
+            "filter_gain",
+            "kalman_filter_elements",
+            "rts_smoother_elements",
+        ],
+        "scanalg.lgssm",
+    ),
+}
+
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module 'scanalg.monoids' has no attribute {name!r}")

@@ -15,14 +15,14 @@ entry is zero has log-scale $-\infty$; a state that is the zero vector stays zer
 input, and all gradients are NaN-free (log and exp are guarded with double `where`s).
 """
 
-import functools
 from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from .._monoid import AbstractMonoid, ActionDirection
+from ..._monoid import AbstractMonoid, ActionDirection
+from ..._numerics import finite_or_zero, normalise, reduce_states, safe_log
 
 
 class ScaledMatrix(NamedTuple):
@@ -78,44 +78,6 @@ class LogMatrix(NamedTuple):
 
     matrix: Float[Array, "*t K K"]
     offset: Float[Array, "*t K"]
-
-
-# --------------------------------------------------------------------------------------
-# Guarded elementwise helpers (shared with `scanalg.hmm`).
-# --------------------------------------------------------------------------------------
-
-
-def safe_log(x: Array) -> Array:
-    """`log(x)` with `log(0) = -inf` and a zero (not NaN) gradient there."""
-    positive = x > 0
-    return jnp.where(positive, jnp.log(jnp.where(positive, x, 1)), -jnp.inf)
-
-
-def finite_or_zero(x: Array) -> Array:
-    """Replace $\\pm\\infty$ by zero: a safe shift for log-space normalisation."""
-    return jnp.where(jnp.isfinite(x), x, 0)
-
-
-_UNROLL_STATES = 8
-
-
-def reduce_states(op, x: Array) -> Array:
-    """Reduce the last (states) axis with `op` (`jnp.add` or `jnp.maximum`).
-
-    Up to 8 states, as a chain of elementwise ops over the axis's slices: XLA:CPU
-    reduces a short minor axis of a long (vmapped) array slowly, and this form is
-    2-3x faster at $K = 2$ (a loop step is no slower).
-    """
-    k = x.shape[-1]
-    if 1 <= k <= _UNROLL_STATES:
-        return functools.reduce(op, [x[..., i] for i in range(k)])
-    return (jnp.sum if op is jnp.add else jnp.max)(x, axis=-1)
-
-
-def normalise(x: Array, axis: int = -1) -> Array:
-    """Divide by the sum along `axis`; an all-zero slice stays zero."""
-    total = jnp.sum(x, axis=axis, keepdims=True)
-    return x / jnp.where(total > 0, total, 1)
 
 
 # --------------------------------------------------------------------------------------

@@ -33,21 +33,18 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from ._methods import AbstractScanMethod, Parallel
-from ._scan import scan
-from .hmm import _inverse_cdf, _steps, _Transitions, _validate
-from .monoids._basic import Sum
-from .monoids._combinators import Segmented
-from .monoids._composition import FiniteFunction
-from .monoids._hmm import (
+from ..._methods import AbstractScanMethod, Parallel
+from ..._numerics import finite_or_zero, inverse_cdf, safe_log
+from ..._scan import scan
+from ...monoids import FiniteFunction, Segmented, Sum
+from ._inference import _steps, _Transitions, _validate
+from ._monoids import (
     HMMBackward,
     HMMForward,
     LogMatrix,
     MaxPlus,
     ScaledMatrix,
     filter_readout,
-    finite_or_zero,
-    safe_log,
 )
 
 
@@ -212,8 +209,8 @@ def _sample(u, filtered, a, tv, lay: _Layout, method):
     weights = filtered[:-1, :, None] * steps
     # As in `scanalg.hmm`: an all-zero column falls back to the prior weights.
     weights = jnp.where(jnp.sum(weights, axis=-2, keepdims=True) > 0, weights, steps)
-    table = _inverse_cdf(weights, u[:-1])
-    lasts = _inverse_cdf(filtered[lay.last][:, :, None], u[lay.last])[:, 0]
+    table = inverse_cdf(weights, u[:-1])
+    lasts = inverse_cdf(filtered[lay.last][:, :, None], u[lay.last])[:, 0]
     # The step out of a sequence's last state becomes the constant map to that state.
     crossing = jnp.broadcast_to(lasts[lay.segment[:-1]][:, None], (n - 1, k))
     table = jnp.where(lay.ends[:-1, None], crossing, table)

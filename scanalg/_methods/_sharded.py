@@ -7,17 +7,12 @@ import jax
 import jax.lax as lax
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from . import _tree
-from ._methods import (
-    AbstractScanMethod,
-    Auto,
-    Blocked,
-    Sequential,
-    combine_step,
-    loop,
-    on_elements,
-)
-from ._monoid import AbstractMonoid
+from .. import _tree
+from .._monoid import AbstractMonoid
+from ._auto import Auto
+from ._base import AbstractScanMethod, combine_step, loop, on_elements
+from ._blocked import Blocked
+from ._sequential import Sequential
 
 PyTree = Any
 

@@ -1,0 +1,22 @@
+"""Hidden Markov models: the HMM monoids and dynamax-compatible inference."""
+
+from ._inference import (
+    HMMPosterior as HMMPosterior,
+    HMMPosteriorFiltered as HMMPosteriorFiltered,
+    hmm_filter as hmm_filter,
+    hmm_posterior_mode as hmm_posterior_mode,
+    hmm_posterior_sample as hmm_posterior_sample,
+    hmm_smoother as hmm_smoother,
+)
+from ._monoids import (
+    Evidence as Evidence,
+    HMMBackward as HMMBackward,
+    HMMForward as HMMForward,
+    LogMatrix as LogMatrix,
+    MaxPlus as MaxPlus,
+    ScaledMatrix as ScaledMatrix,
+)
+from ._ragged import (
+    RaggedHMMPosterior as RaggedHMMPosterior,
+    RaggedHMMPosteriorFiltered as RaggedHMMPosteriorFiltered,
+)
