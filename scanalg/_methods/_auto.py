@@ -1,6 +1,7 @@
 """`Auto`: chooses a method from the backend, the length and the cost of a step."""
 
 import math
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -54,6 +55,8 @@ class Auto(AbstractScanMethod):
     - `min_blocked_act_ops`, `max_blocked_act_size`: with an initial state, the
       fewest `act_input` operations and the largest element for `Blocked`.
     """
+
+    combines_with_init: ClassVar[bool] = True
 
     min_parallel_length: int = eqx.field(default=16, static=True)
     min_blocked_length: int = eqx.field(default=1024, static=True)

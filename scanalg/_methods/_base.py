@@ -119,7 +119,17 @@ class AbstractScanMethod(eqx.Module):
 
     Subclasses implement `prefix` and `total` for sequences of length at least one;
     `scan` and `reduce` handle empty sequences, exclusive scans and validation.
+
+    **Declared properties** (what models need to know about a method; they never
+    inspect its class):
+
+    - `combines_with_init`: whether a scan with an initial state forms products of
+      elements (`combine`) at all. `False` means it only calls `act_input` once per
+      step, in order (`Sequential`): then the cost of a scan is the cost of
+      `act_input`, and a model may pick a cheaper input form for it.
     """
+
+    combines_with_init: eqx.AbstractClassVar[bool]
 
     @abc.abstractmethod
     def prefix(self, monoid: AbstractMonoid, elems: PyTree, reverse: bool) -> PyTree:

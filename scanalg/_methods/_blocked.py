@@ -1,6 +1,7 @@
 """`Blocked`: sequential inside blocks, a scan across blocks."""
 
 import math
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -36,6 +37,8 @@ class Blocked(AbstractScanMethod):
     - `outer`: the method that scans the block totals (default `Sequential()`).
     - `unroll`: unrolling of the in-block loops.
     """
+
+    combines_with_init: ClassVar[bool] = True
 
     block_size: int | None = eqx.field(default=None, static=True)
     outer: AbstractScanMethod = eqx.field(default=Sequential(), static=True)

@@ -1,5 +1,7 @@
 """`Parallel`: associative scans of logarithmic depth."""
 
+from typing import ClassVar
+
 import equinox as eqx
 import jax
 import jax.lax as lax
@@ -34,6 +36,8 @@ class Parallel(AbstractScanMethod):
 
     - `algorithm`: `"doubling"` or `"associative_scan"`.
     """
+
+    combines_with_init: ClassVar[bool] = True
 
     algorithm: str = eqx.field(default="doubling", static=True)
 

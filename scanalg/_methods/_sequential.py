@@ -1,5 +1,7 @@
 """`Sequential`: a `lax.scan` over time."""
 
+from typing import ClassVar
+
 import equinox as eqx
 
 from ._base import (
@@ -22,6 +24,8 @@ class Sequential(AbstractScanMethod):
 
     - `unroll`: how many steps `lax.scan` unrolls per iteration.
     """
+
+    combines_with_init: ClassVar[bool] = False
 
     unroll: int = eqx.field(default=1, static=True)
 

@@ -1,6 +1,6 @@
 """`Sharded`: the blocked scan across the devices of a `jax.sharding.Mesh`."""
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import equinox as eqx
 import jax
@@ -60,6 +60,8 @@ class Sharded(AbstractScanMethod):
       pass (default `Blocked()`: its combines run side by side across blocks, which
       is several times faster than a loop of combines on CPU and GPU alike).
     """
+
+    combines_with_init: ClassVar[bool] = True
 
     mesh: Mesh = eqx.field(static=True)
     axis_name: str = eqx.field(static=True)

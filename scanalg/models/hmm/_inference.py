@@ -45,7 +45,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray, Scalar
 
-from ..._methods import AbstractScanMethod, Sequential, as_method
+from ..._methods import AbstractScanMethod, as_method
 from ..._numerics import finite_or_zero, inverse_cdf, inverse_cdf_rows, safe_log, tree_sum
 from ..._scan import scan
 from ..._validate import distribution_problem, float_dtype
@@ -212,7 +212,7 @@ def _forward(pi, a, ll, time_varying, method):
         return scan(monoid, raw, init=pi, exclusive=True, method=method)
 
     method = as_method(method).resolve(monoid, ScaledMatrix(steps, ll) if time_varying else ll, pi)
-    if isinstance(method, Sequential):
+    if not method.combines_with_init:
         info = jnp.finfo(ll.dtype)
         floor = info.tiny / info.eps
         dense = jax.lax.stop_gradient((jnp.min(pi) > floor) & (jnp.min(a, initial=1) > floor))
