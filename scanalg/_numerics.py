@@ -79,6 +79,35 @@ def two_sum(a: Array, b: Array) -> tuple[Array, Array]:
     return s, jnp.where(jnp.isfinite(s), e, 0)
 
 
+def compensated_sum(x: Array) -> tuple[Array, Array]:
+    r"""Sum the last axis in double-word arithmetic: `(high, low)` with
+    $\text{high} + \text{low}$ the sum up to $O(\epsilon^2)$ relative (no rounding
+    of the sum itself: a sum that is always near one, or any power of two, rounds on
+    an uneven grid, and its rounding has a consistent sign). A chain of `two_sum` for
+    up to 8 entries, a pairwise tree for more."""
+    high, low = x, jnp.zeros_like(x)
+    if x.shape[-1] <= _UNROLL_STATES:
+        high, low = x[..., 0], low[..., 0]
+        for i in range(1, x.shape[-1]):
+            high, error = two_sum(high, x[..., i])
+            low = low + error
+        return high, low
+    while high.shape[-1] > 1:
+        if high.shape[-1] % 2:
+            pad = [(0, 0)] * (x.ndim - 1) + [(0, 1)]
+            high, low = jnp.pad(high, pad), jnp.pad(low, pad)
+        high, error = two_sum(high[..., ::2], high[..., 1::2])
+        low = low[..., ::2] + low[..., 1::2] + error
+    return high[..., 0], low[..., 0]
+
+
+def log_compensated(high: Array, low: Array) -> Array:
+    r"""$\log(\text{high} + \text{low})$ for a double-word number (`compensated_sum`):
+    $\log(\text{high}) + \text{low} / \text{high}$ ($-\infty$ for zero)."""
+    positive = high > 0
+    return safe_log(high) + low / jnp.where(positive, high, 1)
+
+
 def inverse_cdf_rows(row, num_candidates: int, total: Array, u: Array) -> Array:
     r"""Inverse-CDF draws, one per column $j$, all from the same uniform.
 

@@ -14,6 +14,14 @@ from hmm_reference import log_space_loglik, random_hmm, reference
 import scanalg
 from scanalg import hmm
 
+# The numerics tests here run the three distinct code paths on a CPU (Auto() is
+# Sequential() here and Blocked() is covered by the nested variant).
+CORE_METHODS = (
+    scanalg.Sequential(),
+    scanalg.Parallel(),
+    scanalg.Blocked(block_size=3, outer=scanalg.Parallel()),
+)
+
 
 def _cast(dtype, *arrays):
     return tuple(jnp.asarray(x, dtype) for x in arrays)
@@ -64,6 +72,56 @@ def test_float32_marginal_loglik(method, loglik_problem):
     loglik = hmm.hmm_filter(*inputs32, method=method).marginal_loglik
     assert loglik.dtype == jnp.float32
     assert abs(float(loglik) - exact) / abs(exact) < 2e-6
+
+
+# float32 over a million steps, near-uniform emissions: the error of marginal_loglik is
+# a sum of a million per-step rounding errors, so any bias per step shows. The bound is
+# dynamax's own float32 error (its serial filter) on the same case, and what unbiased
+# rounding gives.
+BIAS_CASES = {
+    "random-matrix": np.random.default_rng(10).dirichlet(np.ones(2), size=2),
+    "rows-0.9/0.1-0.3/0.7": np.array([[0.9, 0.1], [0.3, 0.7]]),  # float32 sums are not 1
+}
+
+
+@functools.cache
+def _bias_problem(name):
+    """float32 inputs, and the float64 log-likelihood of exactly those inputs (the
+    transition matrix's rows renormalised in float64)."""
+    rng = np.random.default_rng(11)
+    ll = 0.01 * rng.normal(size=(10**6, 2))
+    ll = ll - np.log(np.mean(np.exp(ll), axis=1, keepdims=True))  # log p(y_t | ...) near 0
+    inputs = _cast(jnp.float32, [0.5, 0.5], BIAS_CASES[name], ll)
+    pi, a, ll = (np.asarray(x, np.float64) for x in inputs)
+    a = a / a.sum(-1, keepdims=True)
+    exact = hmm.hmm_filter(pi, a, ll, method="sequential").marginal_loglik
+    return inputs, float(exact)
+
+
+@pytest.mark.parametrize("name", BIAS_CASES)
+@pytest.mark.parametrize("method", CORE_METHODS[:2] + (scanalg.Blocked(),), ids=repr)
+def test_float32_loglik_bias_over_a_million_steps(method, name):
+    dynamax = pytest.importorskip("dynamax.hidden_markov_model")
+    inputs, exact = _bias_problem(name)
+    with jax.numpy_rank_promotion("allow"):  # (dynamax relies on rank promotion)
+        bound = abs(float(_dynamax_filter(dynamax)(*inputs).marginal_loglik) - exact)
+    loglik = _filter32(method)(*inputs).marginal_loglik
+    assert loglik.dtype == jnp.float32
+    error = float(loglik) - exact
+    assert abs(error) <= bound, (error, bound)
+    # Unbiased rounding: the errors of a million terms of size 1e-2 (ulp ~1e-9) add up
+    # like a random walk, to about 1e-6; a bias of a tenth of an ulp per step is 1e-4.
+    assert abs(error) < 1e-4, error
+
+
+@functools.cache
+def _dynamax_filter(dynamax):
+    return jax.jit(dynamax.hmm_filter)
+
+
+@functools.cache
+def _filter32(method):
+    return jax.jit(lambda pi, a, ll: hmm.hmm_filter(pi, a, ll, method=method))
 
 
 def _left_to_right_matrix(num_states, rng):
@@ -117,15 +175,6 @@ def _check_paths(paths, a):
     for path in paths:
         path = np.asarray(path)
         assert path[0] == 0 and np.all(a[path[:-1], path[1:]] > 0)
-
-
-# The numerics tests below run the three distinct code paths on a CPU (Auto() is
-# Sequential() here and Blocked() is covered by the nested variant).
-CORE_METHODS = (
-    scanalg.Sequential(),
-    scanalg.Parallel(),
-    scanalg.Blocked(block_size=3, outer=scanalg.Parallel()),
-)
 
 
 @pytest.mark.parametrize("method", CORE_METHODS, ids=[repr(m) for m in CORE_METHODS])

@@ -53,7 +53,13 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Scalar
 
 from ..._methods import AbstractScanMethod, as_method
-from ..._numerics import finite_or_zero, inverse_cdf, inverse_cdf_rows, safe_log
+from ..._numerics import (
+    finite_or_zero,
+    inverse_cdf,
+    inverse_cdf_rows,
+    safe_log,
+    straight_through_one,
+)
 from ..._scan import scan
 from ..._segments import Segments, checking_lengths
 from ..._validate import distribution_problem, float_dtype
@@ -319,7 +325,7 @@ def _forward(model: _Model, method) -> _Filtered:
         predicted = predictions(False)
     # The mass that moves on from each step: the row sums of its matrix, and ones at the
     # last step of every sequence.
-    row_sums = jnp.sum(a, axis=-1)
+    row_sums = straight_through_one(jnp.sum(a, axis=-1))
     if model.time_varying:
         row_sums = jnp.concatenate([row_sums, jnp.ones_like(pi)[None]])
     row_sums = jnp.where(segs.ends[:, None], jnp.ones_like(pi), row_sums)
