@@ -307,6 +307,20 @@ def test_bad_values_raise(name, value, match):
         jax.block_until_ready(hmm.hmm_filter(*args.values()))
 
 
+@pytest.mark.parametrize("k", [2, 5, 20, 200])
+def test_float32_normalised_matrix_cast_to_float64_is_accepted(k):
+    """Stochastic to the precision it was made in: rows normalised in float32, then cast
+    to float64, are accepted (their float64 row sums are off by up to ~k ulps of
+    float32)."""
+    rng = np.random.default_rng(k)
+    raw = rng.random((k, k)).astype(np.float32) ** 4  # uneven rows: large rounding
+    a = (raw / raw.sum(1, keepdims=True)).astype(np.float64)
+    pi = (raw[0] / raw[0].sum()).astype(np.float64)
+    assert np.abs(a.sum(1) - 1).max() > 1e-8  # beyond float64's own tolerance
+    loglik = hmm.hmm_filter(pi, a, np.zeros((4, k))).marginal_loglik
+    assert np.isfinite(loglik)
+
+
 def test_tolerance_is_dtype_aware():
     """Rows that sum to one up to float32 rounding are accepted."""
     rng = np.random.default_rng(5)

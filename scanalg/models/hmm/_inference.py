@@ -470,7 +470,9 @@ def hmm_filter(
 
     - `initial_probs`: $\pi = p(z_1)$, shape `(K,)`.
     - `transition_matrix`: $A[i, j] = p(z_{t+1} = j \mid z_t = i)$, shape `(K, K)`,
-      or time-varying, shape `(T-1, K, K)`.
+      or time-varying, shape `(T-1, K, K)`. Its rows, and `initial_probs`, must sum to
+      one within $\sqrt{K\epsilon}$ (in their dtype) or $2K\epsilon_{32}$, whichever
+      is larger: probabilities normalised in float32 and cast to float64 are accepted.
     - `log_likelihoods`: $\ell_t[k] = \log p(y_t \mid z_t = k)$, shape `(T, K)`;
       $-\infty$ allowed.
     - `lengths`: optional, shape `(B,)`: `log_likelihoods` holds $B$ sequences of
