@@ -258,11 +258,12 @@ def checking_lengths(
     data: str, check: Callable[[dict[str, Any]], None] | None = None
 ) -> Callable[[Callable], Callable]:
     """Decorator for a public function with a `lengths=` argument: `equinox.filter_jit`
-    it, and before tracing, call `check` (if given) on the arguments by name (to raise a
-    clear error for bad shapes before anything else sees them, a runtime type checker
-    included), then check `lengths` against the leading axis of the argument named
-    `data`, so that concrete lengths that do not fit give a `ValueError` naming both
-    numbers (under an outer `jit` the check is an `equinox.error_if`)."""
+    it, and before tracing, call `check` (if given) on the dict of arguments by name (to
+    raise a clear error for bad shapes before anything else sees them, a runtime type
+    checker included; it may replace arguments in the dict), then check `lengths`
+    against the leading axis of the argument named `data`, so that concrete lengths that
+    do not fit give a `ValueError` naming both numbers (under an outer `jit` the check
+    is an `equinox.error_if`)."""
 
     def decorator(fn: Callable) -> Callable:
         jitted = eqx.filter_jit(fn)

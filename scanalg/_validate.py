@@ -1,6 +1,9 @@
 """Shared argument checks (no family owns them)."""
 
+import numbers
+
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array
 
 
@@ -31,3 +34,14 @@ def distribution_problem(x: Array) -> Array:
     tol = sum_to_one_tolerance(x.dtype, x.shape[-1])
     bad_sign = jnp.any(x < 0) | jnp.any(jnp.isnan(x))
     return bad_sign | jnp.any(jnp.abs(jnp.sum(x, axis=-1) - 1) > tol)
+
+
+def positive_count(value, name: str) -> int:
+    """`value` as an `int` if it is a whole number >= 1: a `TypeError` naming `name` for
+    anything else that is not an integer (a bool included: `True` is not a count), a
+    `ValueError` for one below one."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"`{name}` must be an int >= 1, got {value!r}.")
+    if value < 1:
+        raise ValueError(f"`{name}` must be an int >= 1, got {value!r}.")
+    return int(value)

@@ -62,7 +62,7 @@ from ..._numerics import (
 )
 from ..._scan import scan
 from ..._segments import Segments, checking_lengths
-from ..._validate import distribution_problem, float_dtype
+from ..._validate import distribution_problem, float_dtype, positive_count
 from ...monoids import FiniteFunction
 from ._monoids import (
     Evidence,
@@ -189,8 +189,12 @@ class _Model(NamedTuple):
         return self.ll.shape[1]
 
 
-def _check_shapes(args: dict[str, Any]) -> None:
-    """`ValueError` at trace time for arrays of the wrong shapes, naming the argument."""
+def _check_arguments(args: dict[str, Any]) -> None:
+    """`ValueError` at trace time for arrays of the wrong shapes, naming the argument
+    (before any runtime type checker sees them); `num_samples` made a Python `int`
+    (before `jit` would trace a NumPy integer)."""
+    if args.get("num_samples") is not None:
+        args["num_samples"] = positive_count(args["num_samples"], "num_samples")
     pi, a, ll = (jnp.shape(args[name]) for name in _ARRAYS)
     if len(ll) != 2 or ll[0] < 1:
         raise ValueError(
@@ -221,7 +225,7 @@ _ARRAYS = ("initial_probs", "transition_matrix", "log_likelihoods")
 
 def _model(initial_probs, transition_matrix, log_likelihoods, lengths) -> _Model:
     """Check values (with `error_if`; the shapes are checked before tracing by
-    `_check_shapes`) and cast to one dtype."""
+    `_check_arguments`) and cast to one dtype."""
     pi = jnp.asarray(initial_probs)
     a = jnp.asarray(transition_matrix)
     ll = jnp.asarray(log_likelihoods)
@@ -452,7 +456,7 @@ def _best_predecessors(scores: Array, log_a: Array) -> Array:
 # --------------------------------------------------------------------------------------
 
 
-@checking_lengths("log_likelihoods", _check_shapes)
+@checking_lengths("log_likelihoods", _check_arguments)
 def hmm_filter(
     initial_probs: Float[ArrayLike, " num_states"],
     transition_matrix: _Transitions,
@@ -496,7 +500,7 @@ def hmm_filter(
     return RaggedHMMPosteriorFiltered(*out)
 
 
-@checking_lengths("log_likelihoods", _check_shapes)
+@checking_lengths("log_likelihoods", _check_arguments)
 def hmm_smoother(
     initial_probs: Float[ArrayLike, " num_states"],
     transition_matrix: _Transitions,
@@ -543,7 +547,7 @@ def hmm_smoother(
     return HMMPosterior(out.marginal_loglik[0], *out[1:4], out.initial_probs[0], trans_probs=trans)
 
 
-@checking_lengths("log_likelihoods", _check_shapes)
+@checking_lengths("log_likelihoods", _check_arguments)
 def hmm_posterior_sample(
     key: PRNGKeyArray,
     initial_probs: Float[ArrayLike, " num_states"],
@@ -585,8 +589,6 @@ def hmm_posterior_sample(
     `(num_samples, T)`; with `lengths`, `marginal_loglik` has shape `(B,)` and the
     states are packed like the data.
     """
-    if num_samples is not None and not (isinstance(num_samples, int) and num_samples >= 1):
-        raise ValueError(f"`num_samples` must be None or an int >= 1, got {num_samples!r}.")
     model = _model(initial_probs, transition_matrix, log_likelihoods, lengths)
     forward = _forward(model, method)
     loglik = forward.loglik[0] if model.segs.single else forward.loglik
@@ -598,7 +600,7 @@ def hmm_posterior_sample(
     return loglik, jax.vmap(lambda v: _sample(model, forward, v, method))(u)
 
 
-@checking_lengths("log_likelihoods", _check_shapes)
+@checking_lengths("log_likelihoods", _check_arguments)
 def hmm_posterior_mode(
     initial_probs: Float[ArrayLike, " num_states"],
     transition_matrix: _Transitions,
