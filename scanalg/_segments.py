@@ -157,8 +157,9 @@ class Segments(eqx.Module):
         **Arguments:**
 
         - `monoid`: a monoid with a forward action.
-        - `moves`: its $N - 1$ inputs; input $t$ moves the state from step $t$ to
-          $t + 1$ (those that leave a sequence are not used).
+        - `moves`: its inputs, $N - 1$ or $N$ of them; input $t$ moves the state from
+          step $t$ to $t + 1$ (those that leave a sequence, and an $N$-th, are not
+          used; passing $N$ saves slicing the inputs and joining the states).
         - `init`: the state at every sequence's first step.
         - `method`: the scan method.
 
@@ -169,12 +170,17 @@ class Segments(eqx.Module):
         `scanalg.scan`; a batch restarts with `scanalg.monoids.Segmented`.
         """
         init = jax.tree.map(jnp.asarray, init)
+        exclusive = jax.tree.leaves(moves)[0].shape[0] == self.num_timesteps
+        starts = self.starts if exclusive else self.starts[:-1]
         if self.lengths is None:
-            later = scan(monoid, moves, init=init, method=method)
+            states = scan(monoid, moves, init=init, exclusive=exclusive, method=method)
         else:
-            flagged = (self.starts[:-1], moves)
-            later = scan(Segmented(monoid, reset=init), flagged, init=init, method=method)
-        states = jax.tree.map(lambda s, x: jnp.concatenate([s[None], x]), init, later)
+            restarting = Segmented(monoid, reset=init)
+            states = scan(
+                restarting, (starts, moves), init=init, exclusive=exclusive, method=method
+            )
+        if not exclusive:
+            states = jax.tree.map(lambda s, x: jnp.concatenate([s[None], x]), init, states)
         if self.lengths is None:
             return states
         starts = self.starts

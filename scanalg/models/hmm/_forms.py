@@ -163,8 +163,9 @@ class Probabilities(AbstractForm):
         return m.segs.scan_forward(monoid, self._moves(lik), init=m.pi, method=resolved)
 
     def _moves(self, lik):
-        first = jax.tree.map(lambda x: x[:-1], lik)
-        return ScaledMatrix(self.model.a, first) if self.model.time_varying else first
+        if not self.model.time_varying:  # (all N: see `Segments.scan_forward`)
+            return lik
+        return ScaledMatrix(self.model.a, jax.tree.map(lambda x: x[:-1], lik))
 
     def readout(self, predictions: Array) -> Readout:
         m = self.model
