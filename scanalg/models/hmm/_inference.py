@@ -322,7 +322,10 @@ def _isolated(form: AbstractForm, forward: _Filtered) -> Array:
 
 
 def _zero_where_impossible(form: AbstractForm, forward: _Filtered, x: Array) -> Array:
-    """`x` (leading axis $N$ or $N - 1$) zeroed in sequences with an impossible step."""
+    """`x` (leading axis $N$ or $N - 1$) zeroed in sequences with an impossible step (a
+    single sequence's backward pass gives zeros there by itself: see `_isolated`)."""
+    if form.model.segs.single:
+        return x
     impossible = form.model.segs.per_step(jnp.isneginf(forward.loglik))[: x.shape[0]]
     return jnp.where(impossible.reshape(-1, *[1] * (x.ndim - 1)), jnp.zeros_like(x), x)
 
