@@ -13,12 +13,14 @@ from ._laws import (
     scan_agrees_with_fold as scan_agrees_with_fold,
 )
 from ._methods import (
+    METHODS as METHODS,
     AbstractScanMethod as AbstractScanMethod,
     Auto as Auto,
     Blocked as Blocked,
     Parallel as Parallel,
     Sequential as Sequential,
     Sharded as Sharded,
+    register_method as register_method,
 )
 from ._monoid import AbstractMonoid as AbstractMonoid
 from ._scan import reduce as reduce, scan as scan
