@@ -61,6 +61,8 @@ class ForwardEvaluation(scanalg.AbstractMonoid):
     """Composition of maps [K] -> [K] with evaluation declared a *forward* action
     (it is a reverse one)."""
 
+    action_direction: ClassVar[str] = "forward"
+
     def combine(self, earlier, later):
         return earlier[later]
 
@@ -89,6 +91,8 @@ class BothMatMul(scanalg.AbstractMonoid):
 class WrongOrder(scanalg.AbstractScanMethod):
     """A broken scan method: time-reversed, so prefixes come out as suffixes."""
 
+    combines_with_init: ClassVar[bool] = True
+
     def prefix(self, monoid, elems, reverse):
         return scanalg.Sequential().prefix(monoid, elems, not reverse)
 
@@ -98,6 +102,8 @@ class WrongOrder(scanalg.AbstractScanMethod):
 
 class Moments(scanalg.AbstractMonoid):
     """Sums of (1, x, x^2), lifted from scalar inputs x: scans read T numbers, not 3T."""
+
+    lifts: ClassVar[bool] = True
 
     def lift(self, x):
         return jnp.ones_like(x), x, x * x
@@ -416,6 +422,7 @@ def test_law_objects_directly():
         "right_identity",
         "action_identity",
         "action_compatibility",
+        "action_input_agrees",
         "scan_agrees_with_fold",
     ]
     assert laws.associativity.draws == (("a", "element"), ("b", "element"), ("c", "element"))

@@ -291,6 +291,7 @@ def test_init_in_wrong_direction():
 
 class _Broken(scanalg.AbstractMonoid):
     what: str = eqx.field(static=True)
+    action_direction = "forward"
 
     def combine(self, earlier, later):
         if self.what == "combine-shape":
@@ -344,6 +345,8 @@ class _FixedMatrixAffine(scanalg.AbstractMonoid):
     """Affine maps with a fixed matrix: the inputs are only the offsets."""
 
     a: jax.Array
+    action_direction = "forward"
+    lifts = True
 
     def lift(self, b):
         return self.a, b
