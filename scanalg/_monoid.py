@@ -38,6 +38,12 @@ _HOW_TO_DECLARE = {
 }
 
 
+def _defines(cls: type, method: str) -> bool:
+    """Whether `cls` or one of its bases below `AbstractMonoid` defines `method`."""
+    mro = cls.__mro__
+    return any(method in kls.__dict__ for kls in mro[: mro.index(AbstractMonoid)])
+
+
 def _declared_in(cls: type, name: str) -> bool:
     """Whether `cls` (or a base) declares `name`, rather than having it filled in."""
     for kls in cls.__mro__:
@@ -98,7 +104,7 @@ class AbstractMonoid(eqx.Module):
         for name, (method, absent) in _DECLARATIONS.items():
             if _declared_in(cls, name):
                 continue
-            if getattr(cls, method) is getattr(AbstractMonoid, method):
+            if not _defines(cls, method):
                 setattr(cls, name, absent)
                 implicit.add(name)
             else:
@@ -121,12 +127,12 @@ class AbstractMonoid(eqx.Module):
         if not isinstance(self.lifts, bool):
             raise TypeError(f"{name}.lifts must be True or False, got {self.lifts!r}.")
         cls = type(self)
-        if direction is not None and cls.act is AbstractMonoid.act:
+        if direction is not None and not _defines(cls, "act"):
             raise TypeError(
                 f"{name} declares action_direction={direction!r} but defines no `act`: "
                 "define `act(state, element)`, or remove the declaration."
             )
-        if self.lifts and cls.lift is AbstractMonoid.lift:
+        if self.lifts and not _defines(cls, "lift"):
             raise TypeError(
                 f"{name} declares `lifts = True` but defines no `lift`: define "
                 "`lift(x)`, or remove the declaration."

@@ -87,9 +87,9 @@ def _check_act(monoid: AbstractMonoid, like: PyTree, init: PyTree) -> None:
         got = jax.eval_shape(monoid.act, init, like)
     except (TypeError, ValueError) as e:
         raise TypeError(
-            f"`init` does not fit {name}.act: act(init, element) fails for `init` = "
-            f"{_tree.describe(init)} and an element {_tree.describe(like)} "
-            f"({type(e).__name__}: {e}).{_dtype_hint(like, init)}"
+            f"{name}.act(init, element) fails for `init` = {_tree.describe(init)} and an "
+            f"element {_tree.describe(like)} ({type(e).__name__}: {e}). Is `init` a state of "
+            f"{name} (its structure, shapes and dtypes)?{_dtype_hint(like, init)}"
         ) from e
     why = _same_signature(init, got)
     if why is None:

@@ -307,7 +307,7 @@ class _Broken(scanalg.AbstractMonoid):
 
     def act(self, state, element):
         if self.what == "act-shape":
-            return state[None] + element
+            return (state + element)[None]
         return state + element
 
 

@@ -29,7 +29,6 @@ from ._fold import stack_on_host
 from ._law import (
     Law,
     all_laws,
-    associativity,
     case_label,
     registered_methods,
     scan_agrees_with_fold,
@@ -217,13 +216,18 @@ def _violation(
         for key, a, b in failing:
             error = max(error, error_size(a, b)[0])
         if culprit is not None:
-            if associativity in checked:
-                why = "and the monoid passed `associativity`"
-            else:
+            unchecked = [
+                f"`{other.name}`"
+                for other in all_laws
+                if other.applies_to(monoid) and other is not law and other not in checked
+            ]
+            if unchecked:
                 why = (
-                    "but `associativity` was not checked (a combine that is not "
-                    "associative also disagrees in one method only)"
+                    f"but {', '.join(unchecked)} were not checked in this run (a monoid "
+                    "that breaks them can also disagree in one method only)"
                 )
+            else:
+                why = "and the monoid passed its other laws"
             lines += [
                 f"Every disagreeing case runs the method {culprit!r}; the other methods "
                 f"agree with the fold, {why}. The method is the likely culprit: check it "
@@ -409,7 +413,6 @@ def check_laws(
 
     like = _as_arrays(template(elements), None, "", "elements")
     state_like = _as_arrays(template(states), None, "", "states") if use_states else None
-    check_signatures(monoid, like, state_like)
     # Sequences for `scan_agrees_with_fold`: elements padded with the identity, or
     # exactly `max_length` of the given inputs (inputs cannot be padded).
     padded = inputs is None
@@ -418,6 +421,7 @@ def check_laws(
         sequence_like, sequence_name = _as_arrays(template(inputs), None, "", "inputs"), "inputs"
     # The monoid's own checks of a scan's inputs (e.g. dtypes), at trace time.
     jax.eval_shape(monoid.check_inputs, _tree.stack_one(sequence_like), state_like)
+    check_signatures(monoid, like, state_like)
     if any(kind in ("sequence", "input") for law in selected for _, kind in law.draws):
         try:
             lifted = jax.eval_shape(monoid.lift, sequence_like)

@@ -327,14 +327,14 @@ def check_method(method: "AbstractScanMethod | str", *, dtype: Any = None) -> No
     run_reduce = functools.partial(reduce, method=method)
     failures: list[tuple[str, str]] = []
 
-    def attempt(where: str, fn: Callable[[], Any], check: Callable[[Any], list]):
+    def attempt(where: str, fn: Callable[[], Any], check: Callable[[Any], list], prefix=True):
         try:
             got = fn()
         except Exception as e:  # a method that raises fails the battery
             failures.append((where, f"raised {type(e).__name__}: {e}"))
             return
         for label, why in check(got):
-            failures.append((f"{label}, {where}", why))
+            failures.append((f"{label}, {where}" if prefix else where, why))
 
     for case in _cases(dtype):
         variants = _variants(case.monoid)
@@ -346,11 +346,23 @@ def check_method(method: "AbstractScanMethod | str", *, dtype: Any = None) -> No
             def compare_all(got, expected=expected):
                 return [
                     (label, why)
-                    for label in expected
-                    if (why := _compare(got.get(label), expected[label], rtol, atol))
+                    for label in got
+                    if (why := _compare(got[label], expected[label], rtol, atol))
                 ]
 
-            attempt(f"{where}, under jit", lambda run=run: jit_small(run)(xs, init), compare_all)
+            try:
+                compared = compare_all(jit_small(run)(xs, init))
+            except Exception:  # find the variants that raise, one by one
+                compared = []
+                for variant in variants:
+                    one = functools.partial(_run, case, (variant,), run_scan, run_reduce)
+                    attempt(
+                        f"{variant[0]}, {where}, under jit",
+                        lambda one=one: jit_small(one)(xs, init),
+                        compare_all,
+                        prefix=False,
+                    )
+            failures.extend((f"{label}, {where}, under jit", why) for label, why in compared)
             if batch is None:
                 continue
             sub = functools.partial(_run, case, _transformed(variants), run_scan, run_reduce)
