@@ -6,6 +6,7 @@ from ._laws import (
     LawViolation as LawViolation,
     action_compatibility as action_compatibility,
     action_identity as action_identity,
+    action_input_agrees as action_input_agrees,
     associativity as associativity,
     check_laws as check_laws,
     left_identity as left_identity,

@@ -459,6 +459,8 @@ def test_non_monoid_is_a_type_error(make, name):
 class _Doubled(scanalg.AbstractMonoid):
     """Addition, scanned from inputs that `lift` doubles (a monoid with a `lift`)."""
 
+    lifts = True
+
     def combine(self, earlier, later):
         return earlier + later
 

@@ -240,6 +240,7 @@ def test_init_in_wrong_direction():
 
 class _Broken(scanalg.AbstractMonoid):
     what: str = eqx.field(static=True)
+    action_direction = "forward"
 
     def combine(self, earlier, later):
         if self.what == "combine-shape":
@@ -255,7 +256,7 @@ class _Broken(scanalg.AbstractMonoid):
 
     def act(self, state, element):
         if self.what == "act-shape":
-            return state[None] + element
+            return (state + element)[None]
         return state + element
 
 
@@ -277,6 +278,8 @@ class _FixedMatrixAffine(scanalg.AbstractMonoid):
     """Affine maps with a fixed matrix: the inputs are only the offsets."""
 
     a: jax.Array
+    action_direction = "forward"
+    lifts = True
 
     def lift(self, b):
         return self.a, b

@@ -10,7 +10,7 @@ import jax.lax as lax
 import jax.numpy as jnp
 
 from .. import _tree
-from .._monoid import AbstractMonoid
+from .._monoid import AbstractMonoid, has_lift
 
 PyTree = Any
 
@@ -23,7 +23,7 @@ def element_like(monoid: AbstractMonoid, elems: PyTree) -> PyTree:
 
 def lift_all(monoid: AbstractMonoid, elems: PyTree) -> PyTree:
     """Lift every input to its element (a no-op for monoids without `lift`)."""
-    if type(monoid).lift is AbstractMonoid.lift:
+    if not has_lift(monoid):
         return elems
     return jax.vmap(monoid.lift)(elems)
 
@@ -100,7 +100,7 @@ class _Elements(AbstractMonoid):
 
 def on_elements(monoid: AbstractMonoid) -> AbstractMonoid:
     """The same monoid, taking elements instead of inputs."""
-    if type(monoid).lift is AbstractMonoid.lift:
+    if not has_lift(monoid):
         return monoid
     return _Elements(monoid)
 
