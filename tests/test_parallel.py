@@ -132,9 +132,8 @@ def _scans(fs, init):
         for exclusive in (False, True):
             kw = dict(reverse=reverse, exclusive=exclusive, method=PARALLEL)
             out["products", reverse, exclusive] = scanalg.scan(ff, fs, **kw)
-            out["states", reverse, exclusive] = scanalg.scan(
-                dual if not reverse else ff, fs, init=init, **kw
-            )
+            acting = ff if reverse else dual  # (a reverse action, and a forward one)
+            out["states", reverse, exclusive] = scanalg.scan(acting, fs, init=init, **kw)
     out["total", False, False] = scanalg.reduce(ff, fs, method=PARALLEL)
     return out
 
