@@ -41,6 +41,7 @@ class Coded(scanalg.AbstractMonoid):
 
     maps: jax.Array
     action_direction: ClassVar[str] = "reverse"
+    lifts: ClassVar[bool] = True
 
     def lift(self, code):
         return self.maps[code]

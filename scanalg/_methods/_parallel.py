@@ -78,8 +78,15 @@ class _Reversed(AbstractMonoid):
     def action_direction(self):
         return "forward"
 
+    @property
+    def lifts(self):
+        return self.monoid.lifts
+
     def combine(self, earlier, later):
         return self.monoid.combine(later, earlier)
+
+    def canonical(self, element):
+        return self.monoid.canonical(element)
 
     def identity(self, like):
         return self.monoid.identity(like)
