@@ -25,6 +25,17 @@ all_methods = (
 )
 
 
+# One method per algorithm (a loop, a parallel scan, small blocks scanned in parallel),
+# for tests that compile every method again for each drawn case (`check_laws`) or
+# run a whole model pipeline per method: there all of `all_methods` would multiply
+# the cost, and the other methods agree with these by the tests over `all_methods`.
+core_methods = (
+    scanalg.Sequential(),
+    scanalg.Parallel(),
+    scanalg.Blocked(block_size=2, outer=scanalg.Parallel()),
+)
+
+
 def method_id(method: scanalg.AbstractScanMethod) -> str:
     """A short test id: the repr on one line, without the mesh."""
     if isinstance(method, scanalg.Sharded):

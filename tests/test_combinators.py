@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import tree_allclose
+from helpers import core_methods, tree_allclose
 
 import scanalg
 from scanalg import monoids as M, strategies as S
@@ -95,7 +95,7 @@ def test_combinator_laws(kind, name):
     assert len(checked) == len(ALL_BUT_SCAN)
 
 
-SCAN_METHODS = (scanalg.Sequential(), scanalg.Parallel(), scanalg.Blocked(block_size=2))
+SCAN_METHODS = core_methods
 
 
 @pytest.mark.parametrize("name", ["MatMul", "FiniteFunction"])
@@ -177,6 +177,7 @@ _INITS = {
 _NONCOMMUTATIVE = {"MatMul": M.MatMul(), "Affine": M.Affine(), "FiniteFunction": M.FiniteFunction()}
 
 
+# A loop and a parallel scan: the two structurally different ways to combine.
 @pytest.mark.parametrize("method", [scanalg.Sequential(), scanalg.Parallel()], ids=repr)
 @pytest.mark.parametrize("exclusive", [False, True])
 @pytest.mark.parametrize("name", list(_NONCOMMUTATIVE))

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import all_methods, method_ids, tree_allclose
+from helpers import all_methods, core_methods, method_ids, tree_allclose
 
 import scanalg
 from scanalg import strategies as S
@@ -30,7 +30,7 @@ def test_laws(dtype):
         DiagonalAffine(),
         S.diagonal_affine_elements(N, dtype),
         states=S.diagonal_affine_states(N, dtype),
-        methods=(scanalg.Sequential(), scanalg.Parallel(), scanalg.Blocked(block_size=2)),
+        methods=core_methods,
         max_examples=10,
         max_length=5,
     )
@@ -65,9 +65,7 @@ def test_matches_loop(dtype, method):
     assert tree_allclose(pa * h0[None] + pb, want, rtol=10 * tol, atol=10 * tol)
 
 
-@pytest.mark.parametrize(
-    "method", [scanalg.Sequential(), scanalg.Parallel(), scanalg.Blocked()], ids=repr
-)
+@pytest.mark.parametrize("method", core_methods, ids=repr)
 @pytest.mark.parametrize("dtype", ["float64", "complex128"])
 def test_gradient_matches_loop(dtype, method):
     a, b, h0 = _data(dtype, n=23, seed=1)

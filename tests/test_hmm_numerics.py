@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import all_methods, method_ids
+from helpers import all_methods, core_methods, method_ids
 from hmm_reference import log_space_loglik, random_hmm, reference
 
 import scanalg
@@ -116,13 +116,8 @@ def _check_paths(paths, a):
         assert path[0] == 0 and np.all(a[path[:-1], path[1:]] > 0)
 
 
-# The numerics tests below run the three distinct code paths on a CPU (Auto() is
-# Sequential() here and Blocked() is covered by the nested variant).
-CORE_METHODS = (
-    scanalg.Sequential(),
-    scanalg.Parallel(),
-    scanalg.Blocked(block_size=3, outer=scanalg.Parallel()),
-)
+# The numerics tests below run one method per algorithm (see helpers.core_methods).
+CORE_METHODS = core_methods
 
 
 @pytest.mark.parametrize("method", CORE_METHODS, ids=[repr(m) for m in CORE_METHODS])

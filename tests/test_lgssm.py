@@ -7,7 +7,7 @@ import equinox as eqx
 import jax
 import numpy as np
 import pytest
-from helpers import all_methods
+from helpers import all_methods, core_methods
 from lgssm_reference import dense_posterior, random_model
 
 import scanalg
@@ -54,7 +54,7 @@ CASE_METHODS = [("tv-inputs-missing", m) for m in all_methods] + [
     (c, m) for c in list(CASES)[1:] for m in (scanalg.Sequential(), scanalg.Parallel())
 ]
 CASE_METHOD_IDS = [f"{c}-{m!r}" for c, m in CASE_METHODS]
-GRAD_METHODS = (scanalg.Sequential(), scanalg.Parallel(), scanalg.Blocked(block_size=2))
+GRAD_METHODS = core_methods  # a gradient of the whole pipeline per method
 
 
 def _case(name, dtype=np.float64):

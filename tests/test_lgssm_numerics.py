@@ -1,14 +1,10 @@
 """LGSSM numerics and input checking: against dynamax, float32 on long sequences,
 bad shapes and values."""
 
-import json
-import os
-import subprocess
-import sys
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import lgssm_long
 import numpy as np
 import pytest
 from lgssm_reference import random_model
@@ -22,6 +18,8 @@ from scanalg.models.lgssm import _inference as lgssm_impl
 # ---------------------------------------------------------------------------
 
 
+# Against the oracle: a loop and a parallel scan (the methods agree with each other
+# for every method in test_lgssm.py).
 DYNAMAX_CASES = [(1, "sequential"), (1000, "sequential"), (1000, "parallel")]
 
 
@@ -48,27 +46,13 @@ def test_against_dynamax(T, method):
 # ---------------------------------------------------------------------------
 
 
+# One method per algorithm: each compiles the smoother at T = 1e5.
 @pytest.mark.parametrize("method", ["sequential", "parallel", "blocked"])
-def test_float32_long_sequence(method, long_sequence_results):
+def test_float32_long_sequence(method):
     """T = 1e5, state_dim 4, 5% missing rows, states drifting far from the origin:
-    no NaN, covariances symmetric PSD, means within 1e-2 of float64 (run in a
-    subprocess, see `lgssm_long_worker.py`)."""
-    result = long_sequence_results[method]
-    assert result["ok"], result["why"]
-
-
-@pytest.fixture(scope="module")
-def long_sequence_results():
-    """Run `lgssm_long_worker.py` once for all methods, in its own process, with a
-    timeout: a fault there is a failed test with the worker's traceback, not a hang."""
-    worker = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lgssm_long_worker.py")
-    try:
-        done = subprocess.run([sys.executable, worker], capture_output=True, text=True, timeout=600)
-    except subprocess.TimeoutExpired as e:
-        pytest.fail(f"lgssm_long_worker.py timed out; its output:\n{e.stdout}\n{e.stderr}")
-    if done.returncode != 0:
-        pytest.fail(f"lgssm_long_worker.py failed:\n{done.stdout}\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    no NaN, covariances symmetric PSD, means within 1e-2 of float64 (see
+    `lgssm_long.py`)."""
+    lgssm_long.check(method)
 
 
 # ---------------------------------------------------------------------------

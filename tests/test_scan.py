@@ -1,11 +1,15 @@
 """The executor against a plain Python left fold, for every method and basic monoid."""
 
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import jaxtyping
 import numpy as np
 import pytest
 from helpers import (
+    EXACT,
     NON_COMMUTATIVE,
     all_methods,
     all_monoids,
@@ -14,12 +18,16 @@ from helpers import (
     method_ids,
     reference,
     tree_allclose,
+    variants,
 )
 
 import scanalg
 from scanalg import monoids as M
 
-LENGTHS = (0, 1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 1000)
+# 0, 1, 2, 3, 2^k - 1, 2^k, 2^k + 1 and a long one (lengths that are and are not a
+# multiple of the block size and of the number of devices); the commutative monoids,
+# where order errors cannot show, get fewer.
+LENGTHS = (0, 1, 2, 3, 7, 8, 9, 16, 17, 1000)
 SHORT_LENGTHS = (0, 1, 2, 7, 17)
 
 
@@ -27,68 +35,45 @@ def _at(elems, t):
     return jax.tree.map(lambda x: x[t], elems)
 
 
-def _directions(name, with_init):
-    if not with_init:
-        return (False, True)
-    direction = all_monoids[name].action_direction
-    return {"forward": (False,), "reverse": (True,), "both": (False, True)}[direction]
-
-
 @pytest.mark.parametrize("method", all_methods, ids=method_ids)
 @pytest.mark.parametrize("name", list(all_monoids))
-@pytest.mark.parametrize("with_init", [False, True], ids=["products", "states"])
-def test_scan_matches_fold(method, name, with_init):
-    monoid = all_monoids[name]
-    lengths = LENGTHS if name in NON_COMMUTATIVE else SHORT_LENGTHS
-    init = make_init(name) if with_init else None
-    variants = [(r, e) for r in _directions(name, with_init) for e in (False, True)]
+def test_scan_and_reduce_match_fold(method, name):
+    """Every variant (forward/reverse, inclusive/exclusive, with and without `init`)
+    and the reduction equal the left fold: exactly, dtype included, for the
+    integer-valued monoids (so every method gives bit-identical answers)."""
+    monoid, init = all_monoids[name], make_init(name)
+    cases = variants(name)
 
-    @jax.jit  # one compilation per length for all variants
+    @jax.jit  # one compilation per length for all variants and the reduction
     def run(elems):
-        return [
-            scanalg.scan(monoid, elems, init=init, reverse=r, exclusive=e, method=method)
-            for r, e in variants
+        scans = [
+            scanalg.scan(
+                monoid,
+                elems,
+                init=init if with_init else None,
+                reverse=reverse,
+                exclusive=exclusive,
+                method=method,
+            )
+            for reverse, exclusive, with_init in cases
         ]
+        return scans, scanalg.reduce(monoid, elems, method=method)
 
-    for n in lengths:
-        for (reverse, exclusive), got in zip(variants, run(make_elems(name, n))):
-            want = reference(name, n, reverse, exclusive, with_init)
-            assert tree_allclose(got, want, rtol=1e-9, atol=1e-9), (n, reverse, exclusive)
-
-
-@pytest.mark.parametrize("method", all_methods, ids=method_ids)
-@pytest.mark.parametrize("name", list(all_monoids))
-def test_reduce_matches_fold(method, name):
-    monoid = all_monoids[name]
-    reduce = eqx.filter_jit(scanalg.reduce)
-    for n in (0, 1, 2, 3, 8, 17, 1000):
+    exact = name in EXACT
+    tol = dict(rtol=0, atol=0) if exact else dict(rtol=1e-9, atol=1e-9)
+    for n in LENGTHS if name in NON_COMMUTATIVE else SHORT_LENGTHS:
         elems = make_elems(name, n)
-        got = reduce(monoid, elems, method=method)
+        scans, total = run(elems)
+        for case, got in zip(cases, scans):
+            want = reference(name, n, *case)
+            assert tree_allclose(got, want, **tol), (n, case)
+            if exact:
+                assert [x.dtype for x in jax.tree.leaves(got)] == [jnp.int32]
         if n == 0:
-            like = jax.tree.map(lambda x: jnp.zeros(x.shape[1:], x.dtype), elems)
-            want = monoid.identity(like)
+            want = monoid.identity(jax.tree.map(lambda x: jnp.zeros(x.shape[1:], x.dtype), elems))
         else:
             want = _at(reference(name, n, False, False, False), n - 1)
-        assert tree_allclose(got, want, rtol=1e-9, atol=1e-9), n
-
-
-@pytest.mark.parametrize("n", [1, 2, 9, 1000])
-def test_finite_function_bit_identical(n):
-    elems = make_elems("FiniteFunction", n, seed=3)
-    init = jnp.array(1, dtype=jnp.int32)
-    scan = eqx.filter_jit(scanalg.scan)
-    outs = [
-        (
-            scan(M.FiniteFunction(), elems, method=m),
-            scan(M.FiniteFunction(), elems, reverse=True, method=m),
-            scan(M.FiniteFunction(), elems, init=init, reverse=True, method=m),
-        )
-        for m in all_methods
-    ]
-    for out in outs[1:]:
-        for a, b in zip(out, outs[0]):
-            assert a.dtype == b.dtype
-            np.testing.assert_array_equal(a, b)
+        assert tree_allclose(total, want, **tol), n
 
 
 @pytest.mark.parametrize("method", all_methods, ids=method_ids)
@@ -108,7 +93,7 @@ def test_jit_and_vmap(method):
             rtol=1e-9,
             atol=1e-9,
         )
-    affine = jax.vmap(lambda e: scanalg.scan(M.Affine(), e, method=method, reverse=True))(
+    affine = jax.jit(jax.vmap(lambda e: scanalg.scan(M.Affine(), e, method=method, reverse=True)))(
         (
             jnp.stack([make_elems("Affine", 9, s)[0] for s in range(3)]),
             jnp.stack([make_elems("Affine", 9, s)[1] for s in range(3)]),
@@ -214,6 +199,16 @@ def test_bad_method_parameters(build, error, pattern):
         build()
 
 
+def test_runtime_type_checks_are_on(request):
+    """The suite runs `scanalg` under jaxtyping's import hook with beartype
+    (pyproject.toml's addopts), in every xdist worker too: a call that breaks an
+    annotation is a `TypeCheckError` before the function runs."""
+    if not request.config.getoption("jaxtyping_packages"):
+        pytest.skip("run without --jaxtyping-packages")
+    with pytest.raises(jaxtyping.TypeCheckError, match="unroll"):
+        scanalg.Sequential(unroll="2")
+
+
 def test_not_a_monoid():
     with pytest.raises(TypeError, match="AbstractMonoid"):
         scanalg.scan(jnp.add, jnp.zeros(3))
@@ -294,38 +289,42 @@ class _FixedMatrixAffine(scanalg.AbstractMonoid):
         return M.Affine().act(state, element)
 
 
-@pytest.mark.parametrize("method", all_methods, ids=method_ids)
-def test_lift_inputs(method):
-    a, b = make_elems("Affine", 1, seed=2)
-    a = a[0]
+def _lift_outputs(method):
+    """Scans and a reduction of `_FixedMatrixAffine` inputs, and the gradient with
+    respect to its matrix; for `method=None`, the same from the lifted elements with
+    `M.Affine()` and `Sequential`."""
+    a = make_elems("Affine", 1, seed=2)[0][0]
     offsets = make_elems("Affine", 23, seed=4)[1]
-    monoid = _FixedMatrixAffine(a)
-    lifted = (jnp.broadcast_to(a, (23, 3, 3)), offsets)
     init = make_init("Affine")
 
-    @eqx.filter_jit
-    def run(monoid, offsets):
+    def run(monoid, xs, method):
         return (
-            scanalg.scan(monoid, offsets, init=init, method=method),
-            scanalg.scan(monoid, offsets, reverse=True, exclusive=True, method=method),
-            scanalg.reduce(monoid, offsets, method=method),
+            scanalg.scan(monoid, xs, init=init, method=method),
+            scanalg.scan(monoid, xs, reverse=True, exclusive=True, method=method),
+            scanalg.reduce(monoid, xs, method=method),
         )
 
-    got = run(monoid, offsets)
-    want = (
-        scanalg.scan(M.Affine(), lifted, init=init, method="sequential"),
-        scanalg.scan(M.Affine(), lifted, reverse=True, exclusive=True, method="sequential"),
-        scanalg.reduce(M.Affine(), lifted, method="sequential"),
-    )
+    def loss(a, method):
+        return jnp.sum(scanalg.scan(_FixedMatrixAffine(a), offsets, init=init, method=method))
+
+    if method is None:
+        lifted = (jnp.broadcast_to(a, (23, 3, 3)), offsets)
+        out = jax.jit(run, static_argnums=(0, 2))(M.Affine(), lifted, "sequential")
+        return out, jax.grad(loss)(a, "sequential")
+    out = eqx.filter_jit(run)(_FixedMatrixAffine(a), offsets, method)
+    return out, jax.jit(jax.grad(loss), static_argnums=1)(a, method)
+
+
+@pytest.mark.parametrize("method", all_methods, ids=method_ids)
+def test_lift_inputs(method):
+    got, grad = _lift_outputs(method)
+    want, ref = _lift_reference()
     assert tree_allclose(got, want, rtol=1e-9, atol=1e-9)
     # gradients flow into the monoid's parameters through `lift`
-    grad = eqx.filter_jit(
-        eqx.filter_grad(lambda m: jnp.sum(scanalg.scan(m, offsets, init=init, method=method)))
-    )(monoid)
-    ref = eqx.filter_grad(
-        lambda m: jnp.sum(scanalg.scan(m, offsets, init=init, method="sequential"))
-    )(monoid)
     assert tree_allclose(grad, ref, rtol=1e-8, atol=1e-10)
+
+
+_lift_reference = functools.cache(lambda: _lift_outputs(None))
 
 
 def test_auto_rule_on_cpu():
@@ -455,33 +454,31 @@ def test_prefix_from(method):
 READOUT_CASES = [("Affine", False), ("FiniteFunction", True)]
 
 
-@pytest.mark.parametrize("exclusive", [False, True])
-@pytest.mark.parametrize("name, reverse", READOUT_CASES)
+def _readout(state, x):
+    # Something that uses both arguments and changes the output's structure.
+    leaf = jax.tree.leaves(x)[-1]
+    return {"state": state, "mix": jnp.sum(state) * 2 + jnp.sum(leaf)}
+
+
 @pytest.mark.parametrize("method", all_methods, ids=method_ids)
-def test_readout_is_a_function_of_each_state_and_input(method, name, reverse, exclusive):
+def test_readout_is_a_function_of_each_state_and_input(method):
     """`readout(state, x)` sees the state the scan would return at t and the input at t."""
-    monoid, init = all_monoids[name], make_init(name)
-    elems = make_elems(name, 17, seed=3)
+    cases = [(name, reverse, e) for name, reverse in READOUT_CASES for e in (False, True)]
 
-    def readout(state, x):
-        # Something that uses both arguments and changes the output's structure.
-        leaf = jax.tree.leaves(x)[-1]
-        return {"state": state, "mix": jnp.sum(state) * 2 + jnp.sum(leaf)}
+    @jax.jit
+    def run(elems):
+        out = []
+        for name, reverse, exclusive in cases:
+            monoid, init, xs = all_monoids[name], make_init(name), elems[name]
+            kw = dict(init=init, reverse=reverse, exclusive=exclusive, method=method)
+            states = scanalg.scan(monoid, xs, **kw)
+            out.append((scanalg.scan(monoid, xs, readout=_readout, **kw), states))
+        return out
 
-    states = scanalg.scan(
-        monoid, elems, init=init, reverse=reverse, exclusive=exclusive, method=method
-    )
-    expected = jax.vmap(readout)(states, elems)
-    got = scanalg.scan(
-        monoid,
-        elems,
-        init=init,
-        reverse=reverse,
-        exclusive=exclusive,
-        readout=readout,
-        method=method,
-    )
-    assert tree_allclose(got, expected)
+    elems = {name: make_elems(name, 17, seed=3) for name, _ in READOUT_CASES}
+    for case, (got, states) in zip(cases, run(elems)):
+        expected = jax.vmap(_readout)(states, elems[case[0]])
+        assert tree_allclose(got, expected), case
 
 
 def test_readout_needs_init_and_handles_empty_sequences():

@@ -250,13 +250,15 @@ def test_mesh_without_axis():
 
 
 def test_bad_arguments():
+    # (With jaxtyping's import hook on, as in this suite, annotated types are checked
+    # before `__check_init__`; either way the error names the field.)
     with pytest.raises(TypeError, match="mesh"):
         scanalg.Sharded("mesh", "time")
-    with pytest.raises(TypeError, match=r"axis_name=...\) must be a str"):
+    with pytest.raises(TypeError, match="axis_name"):
         scanalg.Sharded(_mesh("time"), 0)
     with pytest.raises(TypeError, match=r"local=...\) must be a single-device scan method"):
         scanalg.Sharded(_mesh("time"), "time", local=scanalg.Sharded(_mesh("time"), "time"))
-    with pytest.raises(TypeError, match=r"local_reduce=...\) must be a single-device"):
+    with pytest.raises(TypeError, match="local_reduce"):
         scanalg.Sharded(_mesh("time"), "time", local_reduce="blocked")
     with pytest.raises(TypeError, match=r"Blocked\(outer=...\) must be a single-device"):
         scanalg.Blocked(outer=scanalg.Sharded(_mesh("time"), "time"))
