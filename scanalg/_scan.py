@@ -63,6 +63,7 @@ def _zeros(shapes: PyTree) -> PyTree:
 
 def _dtype_hint(like: PyTree, init: PyTree) -> str:
     """A suggestion when `init` has a different floating dtype from the elements."""
+
     def floating(tree):
         return {
             jnp.dtype(x.dtype).name
@@ -113,9 +114,7 @@ def _abstract(tree: PyTree) -> tuple:
     """A hashable key of a pytree's structure, static leaves, and array signatures."""
     leaves, treedef = jax.tree.flatten(tree)
     return treedef, tuple(
-        (jnp.shape(x), jnp.dtype(x.dtype), getattr(x, "weak_type", False))
-        if eqx.is_array(x)
-        else x
+        (jnp.shape(x), jnp.dtype(x.dtype), getattr(x, "weak_type", False)) if eqx.is_array(x) else x
         for x in leaves
     )
 

@@ -577,9 +577,7 @@ def _hmm_element(rng):
     """A float32 `HMMForward` element in normal form (rows on the simplex, max scale 0)."""
     matrix = rng.dirichlet(np.ones(3), size=3)
     log_scale = 20 * rng.normal(size=3)
-    return ScaledMatrix(
-        matrix.astype(np.float32), (log_scale - log_scale.max()).astype(np.float32)
-    )
+    return ScaledMatrix(matrix.astype(np.float32), (log_scale - log_scale.max()).astype(np.float32))
 
 
 def test_projective_monoid_needs_no_custom_equality():

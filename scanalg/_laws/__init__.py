@@ -13,7 +13,7 @@ from ._check import (
     check_laws as check_laws,
     jit_small as jit_small,
 )
-from ._equality import allclose as allclose, tolerance as tolerance
+from ._equality import allclose as allclose, error_size as error_size, tolerance as tolerance
 from ._fold import fold as fold
 from ._law import (
     Law as Law,

@@ -118,9 +118,7 @@ def _evaluate(law: Law, monoid, inputs: tuple, n, options: tuple, normal_form: b
     # The static part keeps the containers of the inputs and the monoid (dicts, lists),
     # which are unhashable: pass it as its (hashable) treedef and non-array leaves.
     static_leaves, static_treedef = jax.tree.flatten(static)
-    return _evaluate_jit()(
-        law, options, normal_form, static_treedef, tuple(static_leaves), dynamic
-    )
+    return _evaluate_jit()(law, options, normal_form, static_treedef, tuple(static_leaves), dynamic)
 
 
 _pad = eqx.filter_jit(_pad_with_identity)
@@ -445,9 +443,7 @@ def check_laws(
                 prepare.append(lambda x: _as_arrays(x, like, "an element", "elements"))
             elif kind == "input":
                 strategies.append(elements if padded else inputs)
-                prepare.append(
-                    lambda x: _as_arrays(x, sequence_like, "an input", sequence_name)
-                )
+                prepare.append(lambda x: _as_arrays(x, sequence_like, "an input", sequence_name))
             elif kind == "state":
                 strategies.append(states if use_states else st.none())
                 prepare.append(
@@ -496,9 +492,7 @@ def check_laws(
                     f"{int(n)} drawn elements, then {max_length - int(n)} copies of the identity"
                 )
             shown[arg] = value
-        equality = equality_description(
-            equal, rtol, atol, (lhs, rhs), default_equal and law.sides != "state"
-        )
+        equality = equality_description(equal, rtol, atol, (lhs, rhs))
         forbid_nan = default_equal and not has_nan(args)
         failing = failing_cases(equal, lhs, rhs, forbid_nan)
         culprit = _culprit(law, monoid, methods, tuple(a for a in args if a is not None), failing)

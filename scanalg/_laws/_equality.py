@@ -104,7 +104,7 @@ def error_size(x: PyTree, y: PyTree) -> tuple[float, str]:
     )
 
 
-def equality_description(equal, rtol, atol, sides: PyTree, normal_form: bool = False) -> str:
+def equality_description(equal, rtol, atol, sides: PyTree) -> str:
     """How the sides were compared, for a report."""
     if not (isinstance(equal, functools.partial) and equal.func is allclose):
         name = getattr(equal, "__qualname__", None) or repr(equal)
@@ -123,9 +123,8 @@ def equality_description(equal, rtol, atol, sides: PyTree, normal_form: bool = F
         a = default_atol if atol is None else atol
         parts.append(f"{name}: rtol={r:.3g}, atol={a:.3g}")
     tol = "; ".join(parts) if parts else "integer leaves exactly"
-    how = "Compared elements in normal form (`canonical`) with" if normal_form else "Compared with"
     return (
-        f"{how} scanalg.laws.allclose, |lhs - rhs| <= atol + rtol * max(|lhs|, |rhs|) "
+        "Compared with scanalg.laws.allclose, |lhs - rhs| <= atol + rtol * max(|lhs|, |rhs|) "
         f"({tol})."
     )
 

@@ -413,9 +413,7 @@ class Segmented(AbstractMonoid):
         flag, value = x
         return flag, self.monoid.lift(value)
 
-    def canonical(
-        self, element: tuple[Bool[Array, ""], PyTree]
-    ) -> tuple[Bool[Array, ""], PyTree]:
+    def canonical(self, element: tuple[Bool[Array, ""], PyTree]) -> tuple[Bool[Array, ""], PyTree]:
         flag, x = element
         return flag, self.monoid.canonical(x)
 

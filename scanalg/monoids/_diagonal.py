@@ -58,9 +58,7 @@ class DiagonalAffine(AbstractMonoid):
         a_dtype, b_dtype = jnp.dtype(a.dtype), jnp.dtype(b.dtype)
         with jax.numpy_dtype_promotion("standard"):
             joint = jnp.promote_types(a_dtype, b_dtype)
-        if joint != b_dtype or not jnp.issubdtype(
-            b_dtype, jnp.inexact
-        ):
+        if joint != b_dtype or not jnp.issubdtype(b_dtype, jnp.inexact):
             raise TypeError(
                 f"DiagonalAffine needs `b` of a floating or complex dtype that holds `a`'s: "
                 f"got a: {a_dtype.name}, b: {b_dtype.name} (b may be complex when a is real, "

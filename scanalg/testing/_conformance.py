@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._laws import allclose, fold, jit_small, tolerance
+from .._laws import allclose, error_size, fold, jit_small, tolerance
 from .._methods import AbstractScanMethod, as_method, element_like
 from .._monoid import AbstractMonoid, supports_direction
 from .._scan import reduce, scan
@@ -271,16 +271,7 @@ def _compare(got, expected, rtol, atol) -> str | None:
             return f"{a.dtype.name}{list(a.shape)} instead of {b.dtype.name}{list(b.shape)}"
     if allclose(got, expected, rtol=rtol, atol=atol):
         return None
-    worst, count, total = 0.0, 0, 0
-    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):
-        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-        with np.errstate(invalid="ignore"):
-            bad = ~(np.isclose(a, b, rtol=rtol, atol=atol) | ((a == b) | (np.isnan(a) & np.isnan(b))))
-            diff = np.where(bad, np.abs(a - b), 0.0)
-        worst = max(worst, float(np.nan_to_num(np.max(diff, initial=0.0), nan=np.inf)))
-        count += int(np.sum(bad))
-        total += a.size
-    return f"max |scan - fold| = {worst:.3g}; {count} of {total} entries differ"
+    return error_size(got, expected)[1].replace("lhs - rhs", "scan - fold")
 
 
 def check_method(method: "AbstractScanMethod | str", *, dtype: Any = None) -> None:
@@ -378,7 +369,7 @@ def check_method(method: "AbstractScanMethod | str", *, dtype: Any = None) -> No
                 if grads is not None:
                     why = _compare(grad, grads, 10 * rtol, 10 * atol)
                     if why:
-                        failed.append(("gradient of the outputs above", why))
+                        failed.append((f"gradient of ({', '.join(outputs)})", why))
                 return failed
 
             how = "vmap and grad" if case.grad else "vmap"
@@ -390,9 +381,7 @@ def check_method(method: "AbstractScanMethod | str", *, dtype: Any = None) -> No
                 compare_batch,
             )
     if failures:
-        raise MethodConformanceError(
-            _report(method, failures), method=method, failures=failures
-        )
+        raise MethodConformanceError(_report(method, failures), method=method, failures=failures)
 
 
 def _report(method, failures) -> str:
