@@ -3,6 +3,8 @@
 from ._inference import (
     HMMPosterior as HMMPosterior,
     HMMPosteriorFiltered as HMMPosteriorFiltered,
+    RaggedHMMPosterior as RaggedHMMPosterior,
+    RaggedHMMPosteriorFiltered as RaggedHMMPosteriorFiltered,
     hmm_filter as hmm_filter,
     hmm_posterior_mode as hmm_posterior_mode,
     hmm_posterior_sample as hmm_posterior_sample,
@@ -15,8 +17,4 @@ from ._monoids import (
     LogMatrix as LogMatrix,
     MaxPlus as MaxPlus,
     ScaledMatrix as ScaledMatrix,
-)
-from ._ragged import (
-    RaggedHMMPosterior as RaggedHMMPosterior,
-    RaggedHMMPosteriorFiltered as RaggedHMMPosteriorFiltered,
 )
