@@ -215,4 +215,3 @@ def check_semiring(semiring: Any, name: str = "semiring") -> AbstractSemiring:
             f"Log(), Max(), KMax(4), Entropy()), got {type(semiring).__name__}: {semiring!r}."
         )
     return semiring
-

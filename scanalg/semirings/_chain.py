@@ -18,7 +18,10 @@ starts and ends. A single chain is the batch of one. These functions take valida
 arrays; `scanalg.crf` and `scanalg.hmm` check their arguments and call them.
 """
 
-from typing import NamedTuple
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -88,6 +91,32 @@ def check_lengths(lengths, num_steps: int, name: str = "unaries") -> Array:
         f"`lengths` do not sum to the {num_steps} time steps of `{name}`.",
     )
     return eqx.error_if(lengths, jnp.any(lengths < 1), "`lengths` has a length below one.")
+
+
+def jit_checking_lengths(num_steps: Callable[[dict[str, Any]], tuple[int, str]]) -> Callable:
+    """A decorator: `equinox.filter_jit` of a function with a `lengths=` argument that
+    checks a concrete `lengths` against the data *before* tracing (a `ValueError`
+    naming both numbers; under an outer `jit`, an `equinox.error_if`).
+
+    `num_steps(arguments)` gives the number of packed steps and the name of the
+    argument they come from, from the bound arguments of a call."""
+
+    def decorate(fn):
+        jitted = eqx.filter_jit(fn)
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            lengths = bound.arguments.get("lengths")
+            if lengths is not None:
+                steps, name = num_steps(bound.arguments)
+                bound.arguments["lengths"] = check_lengths(lengths, steps, name)
+            return jitted(*bound.args, **bound.kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 def chain_layout(lengths: Int[Array, " B"] | None, num_steps: int) -> ChainLayout:
@@ -281,7 +310,12 @@ def chain_marginals(
         monoid = ChainMessages(log, fixed_t, reverse=True)
         last = log.normalise(unaries[-1])[0]
         earlier = scan(
-            monoid, xs, init=last, reverse=True, exclusive=True, readout=monoid.message,
+            monoid,
+            xs,
+            init=last,
+            reverse=True,
+            exclusive=True,
+            readout=monoid.message,
             method=method,
         )
         beta = jnp.concatenate([earlier, jnp.zeros((1, k), unaries.dtype)])
@@ -324,7 +358,9 @@ def backtrack(
     The indices, shape `(P, N)`.
     """
     _, composed = scan(
-        Segmented(FiniteFunction(), boundary="end"), (layout.ends, maps), reverse=True,
+        Segmented(FiniteFunction(), boundary="end"),
+        (layout.ends, maps),
+        reverse=True,
         method=method,
     )
     return jnp.take_along_axis(composed, starts[layout.segment], axis=1).T

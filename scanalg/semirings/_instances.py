@@ -251,9 +251,7 @@ class Entropy(AbstractSemiring):
         return (2,)
 
     def zero(self, shape, dtype):
-        return jnp.stack(
-            [jnp.full(shape, -jnp.inf, dtype), jnp.zeros(shape, dtype)], axis=-1
-        )
+        return jnp.stack([jnp.full(shape, -jnp.inf, dtype), jnp.zeros(shape, dtype)], axis=-1)
 
     def one(self, shape, dtype):
         return jnp.zeros((*shape, 2), dtype)

@@ -20,3 +20,7 @@ from ._ragged import (
     RaggedHMMPosterior as RaggedHMMPosterior,
     RaggedHMMPosteriorFiltered as RaggedHMMPosteriorFiltered,
 )
+from ._semiring import (
+    hmm_posterior_entropy as hmm_posterior_entropy,
+    hmm_posterior_kbest as hmm_posterior_kbest,
+)
