@@ -6,7 +6,7 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, Bool, Float
 
 from .._numerics import finite_or_zero
 
@@ -175,9 +175,18 @@ class AbstractSemiring(eqx.Module):
         building the matrix of values (cheaper for values with several numbers)."""
         return self.plus(self.times_scores(v[:, None], w), axis=0)
 
+    def total(self, x: Array) -> Array:
+        r"""$\bigoplus$ over all batch axes: one value."""
+        if jnp.ndim(x) - len(self.value_shape) != 1:
+            x = x.reshape(-1, *self.value_shape)
+        return self.plus(x, axis=0)
+
     def normalise(self, x: Array) -> tuple[Array, Float[Array, ""]]:
-        r"""Split off a common score: `x == times_scores(y, shift)` with the largest
-        `log_scale(y)` equal to zero (or $\bar 0$ everywhere, with `shift` zero).
+        r"""Split off the score of the total: `x == times_scores(y, shift)` with
+        `shift = log_scale(total(x))`, so that `total(y)` has score zero (for `Log`,
+        `y` sums to one in probability; for `Max`, its largest entry is zero). An
+        array of $\bar 0$ is left alone (`shift` zero). The normal form is canonical:
+        arrays that differ by a common score have the same `y`.
 
         The shift is a constant for differentiation (`stop_gradient`), so the
         gradient of anything computed from `y` is that of the same thing computed
@@ -191,20 +200,22 @@ class AbstractSemiring(eqx.Module):
 
         `(y, shift)`, `shift` a real scalar.
         """
-        shift = jax.lax.stop_gradient(finite_or_zero(jnp.max(self.log_scale(x))))
+        shift = jax.lax.stop_gradient(finite_or_zero(self.log_scale(self.total(x))))
         return self.times_scores(x, jnp.broadcast_to(-shift, self._batch_shape(x))), shift
+
+    def prepare_scores(self, w: Float[Array, "n p"]):
+        r"""A fast form of a fixed score matrix for `vecmat_prepared`, or `None` (the
+        default) when the semiring has none."""
+        return None
+
+    def vecmat_prepared(self, v: Array, prepared) -> tuple[Array, Bool[Array, ""]]:
+        r"""`vecmat_scores(v, w)` from `prepared = prepare_scores(w)`, for a *normalised*
+        `v`, and whether the result is exact (to rounding). Only semirings whose
+        `prepare_scores` returns a fast form implement it."""
+        raise NotImplementedError(f"{type(self).__name__} has no prepared score form.")
 
     def _batch_shape(self, x: Array) -> tuple[int, ...]:
         return jnp.shape(x)[: jnp.ndim(x) - len(self.value_shape)]
-
-    def _check_value_shape(self, x: Array, name: str) -> None:
-        shape = jnp.shape(x)
-        n = len(self.value_shape)
-        if shape[len(shape) - n :] != self.value_shape or len(shape) < n:
-            raise ValueError(
-                f"`{name}` must be an array of {type(self).__name__} values, whose last "
-                f"axes have shape {self.value_shape}; got shape {shape}."
-            )
 
 
 def check_semiring(semiring: Any, name: str = "semiring") -> AbstractSemiring:

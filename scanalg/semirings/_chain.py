@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from .._methods import AbstractScanMethod, Parallel
+from .._methods import AbstractScanMethod, Parallel, as_method
 from .._numerics import finite_or_zero, inverse_cdf, inverse_cdf_rows, tree_sum
 from .._scan import scan
 from ..monoids import FiniteFunction, Segmented, Sum
@@ -174,6 +174,34 @@ def _inputs(restart, unaries, potentials):
     return (restart, unaries, potentials), None
 
 
+def _scan_chain(semiring, unaries, potentials, layout, init, method, readout):
+    """`scan` of `ChainMessages` over steps 1..N-1 from `init`, exclusive, reading out
+    `readout(monoid, state, x) -> (out, exact)`; returns the stacked `out`.
+
+    With fixed potentials, a semiring with a prepared score form (`Log`) and a method
+    that only acts (`Sequential`), the scan first runs with the fast form; if any step
+    was not exact it runs again without (a `lax.cond` around the whole scan)."""
+    xs, fixed = _inputs(layout.starts[1:], unaries[1:], potentials)
+
+    def run(fast: bool):
+        monoid = ChainMessages(semiring, fixed, fast=fast)
+        return scan(
+            monoid,
+            xs,
+            init=init,
+            exclusive=True,
+            readout=lambda state, x: readout(monoid, state, x),
+            method=method,
+        )
+
+    exact_monoid = ChainMessages(semiring, fixed)
+    resolved = as_method(method).resolve(exact_monoid, xs, init)
+    if fixed is None or resolved.combines_with_init or semiring.prepare_scores(fixed) is None:
+        return run(False)[0]
+    out, exact = run(True)
+    return jax.lax.cond(jnp.all(exact), lambda: out, lambda: run(False)[0])
+
+
 def chain_forward(
     semiring: AbstractSemiring,
     unaries: Float[Array, "N K"],
@@ -206,16 +234,14 @@ def chain_forward(
     if n == 1:
         none = jnp.zeros((0, k, getattr(semiring, "num_best", 1)), jnp.int32)
         return ChainForward(first[None], first_shift[None], none if pointers else None)
-    xs, fixed = _inputs(layout.starts[1:], unaries[1:], potentials)
-    monoid = ChainMessages(semiring, fixed)
 
-    def readout(state, x):
+    def readout(monoid, state, x):
         if not pointers:
-            return monoid.message(state, x)
+            return monoid.checked_message(state, x)
         # The same candidates as `vecmat_scores` (XLA merges the two in a loop body).
-        return semiring.argplus(monoid.candidates(state, x), 0)
+        return semiring.argplus(monoid.candidates(state, x), 0), jnp.array(True)
 
-    out = scan(monoid, xs, init=first, exclusive=True, readout=readout, method=method)
+    out = _scan_chain(semiring, unaries, potentials, layout, first, method, readout)
     found = None
     if pointers:
         out, found = out
@@ -237,6 +263,12 @@ def chain_sum(
     r"""The semiring sum over all paths of each chain,
     $\bigoplus_z \mathrm{from\_scores}(s(z))$.
 
+    One forward scan that reads out, per step, only the total of the new message
+    $v_t = \bigoplus_j \alpha_t[j]$ (computed from the previous normalised message,
+    a scalar for `Log` and `Max`): its score is the step's shift $c_t$, and a chain's
+    sum is $v_{\text{last}} \otimes \mathrm{from\_scores}(\sum_{t < \text{last}}
+    c_t)$, the shifts summed by a tree.
+
     **Arguments:** as for `chain_forward`.
 
     **Returns:**
@@ -244,9 +276,23 @@ def chain_sum(
     One value per chain, shape `(B, *value_shape)`: e.g. $\log Z$ (`Log`), the best
     score (`Max`), the $k$ best scores (`KMax(k)`), $(\log Z, H)$ (`Entropy`).
     """
-    fwd = chain_forward(semiring, unaries, potentials, layout, method)
-    total = semiring.plus(fwd.messages[layout.last], axis=1)
-    return semiring.times_scores(total, segment_sums(fwd.shifts, layout))
+    n, _ = unaries.shape
+    start = semiring.from_scores(unaries[0])
+    first_total = semiring.total(start)[None]
+    if n == 1:
+        totals = first_total
+    else:
+
+        def readout(monoid, state, x):
+            moved, exact = monoid.checked_message(state, x)
+            return semiring.total(semiring.times_scores(moved, x[1])), exact
+
+        first = semiring.normalise(start)[0]
+        rest = _scan_chain(semiring, unaries, potentials, layout, first, method, readout)
+        totals = jnp.concatenate([first_total, rest])
+    shifts = jax.lax.stop_gradient(finite_or_zero(semiring.log_scale(totals)))
+    before_last = segment_sums(jnp.where(layout.ends, 0, shifts), layout)
+    return semiring.times_scores(totals[layout.last], before_last)
 
 
 # --------------------------------------------------------------------------- marginals

@@ -1,7 +1,7 @@
 r"""Matrix monoids over a semiring: `SemiringMatMul` and the chain monoid
 `ChainMessages`."""
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -103,14 +103,34 @@ class ChainMessages(AbstractMonoid):
     - `potentials`: optional fixed pairwise scores $\psi$, shape `(K, K)`; then inputs
       are `(restart, u)`.
     - `reverse`: multiply in reverse time order (backward messages).
+    - `fast`: with fixed `potentials`, let `act_input` use the semiring's prepared
+      score form (`prepare_scores`; `Log` has one: one exponential per state and a
+      matrix-vector product per step), which is exact only where
+      `vecmat_prepared` says so. `message` then also reports that flag. For callers
+      that check it and redo the scan without `fast` where it is false (as
+      `scanalg.semirings.chain_sum` does).
     """
 
     semiring: AbstractSemiring
-    potentials: Float[Array, "K K"] | None = None
-    reverse: bool = eqx.field(default=False, static=True)
+    potentials: Float[Array, "K K"] | None
+    reverse: bool = eqx.field(static=True)
+    prepared: Any
 
-    def __check_init__(self):
-        check_semiring(self.semiring, "ChainMessages(semiring=...)")
+    def __init__(
+        self,
+        semiring: AbstractSemiring,
+        potentials: Float[Array, "K K"] | None = None,
+        reverse: bool = False,
+        fast: bool = False,
+    ):
+        check_semiring(semiring, "ChainMessages(semiring=...)")
+        self.semiring = semiring
+        self.potentials = potentials
+        self.reverse = reverse
+        prepared = None
+        if fast and potentials is not None:
+            prepared = semiring.prepare_scores(jnp.asarray(potentials))
+        self.prepared = prepared
 
     @property
     def action_direction(self) -> ActionDirection:
@@ -151,17 +171,26 @@ class ChainMessages(AbstractMonoid):
         _, _, scores = self._parts(x)
         return self.semiring.times_scores(state[:, None], scores)
 
-    def message(self, state: Array, x) -> Array:
+    def checked_message(self, state: Array, x) -> tuple[Array, Bool[Array, ""]]:
         r"""The message of one input before its unary: $\alpha \otimes \psi$, or
-        $\bar 1$ for a restart (not normalised)."""
+        $\bar 1$ for a restart (not normalised); and whether it is exact (always,
+        unless `fast`)."""
         restart, _, scores = self._parts(x)
-        moved = self.semiring.vecmat_scores(state, scores)
-        return jnp.where(restart, self.semiring.one(moved.shape[:1], moved.dtype), moved)
+        if self.prepared is None:
+            moved, exact = self.semiring.vecmat_scores(state, scores), jnp.array(True)
+        else:
+            moved, exact = self.semiring.vecmat_prepared(state, self.prepared)
+        one = self.semiring.one(moved.shape[:1], moved.dtype)
+        return jnp.where(restart, one, moved), exact | restart
+
+    def message(self, state: Array, x) -> Array:
+        r"""The message of one input before its unary (see `checked_message`)."""
+        return self.checked_message(state, x)[0]
 
     def act_input(self, state: Array, x) -> Array:
         r"""One step from an input, $(\alpha \otimes \psi) \odot u$ normalised, without
         building the matrix $M$ (`semiring.vecmat_scores`: cheaper for `KMax` and
-        `Entropy`)."""
+        `Entropy`; with `fast`, `semiring.vecmat_prepared`)."""
         _, unary, _ = self._parts(x)
         moved = self.semiring.times_scores(self.message(state, x), unary)
         return self.semiring.normalise(moved)[0]
