@@ -6,7 +6,7 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float
+from jaxtyping import Array, Float
 
 from .._numerics import finite_or_zero
 
@@ -208,11 +208,15 @@ class AbstractSemiring(eqx.Module):
         default) when the semiring has none."""
         return None
 
-    def vecmat_prepared(self, v: Array, prepared) -> tuple[Array, Bool[Array, ""]]:
-        r"""`vecmat_scores(v, w)` from `prepared = prepare_scores(w)`, for a *normalised*
-        `v`, and whether the result is exact (to rounding). Only semirings whose
-        `prepare_scores` returns a fast form implement it."""
+    def vecmat_prepared(self, v: Array, prepared) -> Array:
+        r"""`vecmat_scores(v, w)` from `prepared = prepare_scores(w)`. Only semirings
+        whose `prepare_scores` returns a fast form implement it."""
         raise NotImplementedError(f"{type(self).__name__} has no prepared score form.")
+
+    def normalise_positive(self, x: Array) -> Array:
+        r"""`normalise(x)[0]` for an `x` whose total is known to be positive (not
+        $\bar 0$), which may be cheaper (the default is `normalise`)."""
+        return self.normalise(x)[0]
 
     def _batch_shape(self, x: Array) -> tuple[int, ...]:
         return jnp.shape(x)[: jnp.ndim(x) - len(self.value_shape)]

@@ -30,11 +30,11 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from .._methods import AbstractScanMethod, Parallel, as_method
-from .._numerics import finite_or_zero, inverse_cdf, inverse_cdf_rows, tree_sum
+from .._numerics import finite_or_zero, inverse_cdf, inverse_cdf_rows, safe_log, tree_sum
 from .._scan import scan
 from ..monoids import FiniteFunction, Segmented, Sum
 from ._base import AbstractSemiring
-from ._instances import Log
+from ._instances import Log, Std
 from ._matmul import ChainMessages
 
 # ------------------------------------------------------------------------------ layout
@@ -174,32 +174,70 @@ def _inputs(restart, unaries, potentials):
     return (restart, unaries, potentials), None
 
 
-def _scan_chain(semiring, unaries, potentials, layout, init, method, readout):
-    """`scan` of `ChainMessages` over steps 1..N-1 from `init`, exclusive, reading out
-    `readout(monoid, state, x) -> (out, exact)`; returns the stacked `out`.
+def _scan_chain(semiring, unaries, potentials, layout, init, method, kind):
+    r"""`scan` of `ChainMessages` over steps $1..N-1$ from the normalised `init`,
+    exclusive, reading out per step (from the previous normalised message):
+    `kind="totals"`: the total $v_t = \bigoplus_j \alpha_t[j]$; `"messages"`: the
+    message before the unary, $\hat\alpha_{t-1} \otimes \psi$ (or $\bar 1$ at a
+    restart); `"pointers"`: that message and the back-pointers (`argplus`).
 
-    With fixed potentials, a semiring with a prepared score form (`Log`) and a method
-    that only acts (`Sequential`), the scan first runs with the fast form; if any step
-    was not exact it runs again without (a `lax.cond` around the whole scan)."""
+    **Fast path** (`Log`, fixed potentials, a method that only acts, such as
+    `Sequential`): when every column of $E_{ij} = e^{\psi_{ij} - m_j}$
+    ($m_j = \max_i \psi_{ij}$) has all entries at least $K \cdot \text{tiny} /
+    \varepsilon$ (no $-\infty$, and a spread below about 69 nats in float32) and every
+    step has a finite unary, the chain runs in probability space instead, in the `Std`
+    semiring as an HMM filter does: a matrix-vector product and $K$ exponentials per
+    step instead of $K^2$ exponentials. It is exact to rounding then: every column
+    sum $\sum_i p_i E_{ij} \ge \min_i E_{ij}$ for a distribution $p$, so what
+    underflows (states far less likely than the best) changes no sum by more than
+    $2\varepsilon$ relatively. The choice is a `lax.cond` around the scan.
+    """
     xs, fixed = _inputs(layout.starts[1:], unaries[1:], potentials)
 
-    def run(fast: bool):
+    def run(semiring, xs, init, fixed, fast):
         monoid = ChainMessages(semiring, fixed, fast=fast)
-        return scan(
-            monoid,
-            xs,
-            init=init,
-            exclusive=True,
-            readout=lambda state, x: readout(monoid, state, x),
-            method=method,
-        )
 
-    exact_monoid = ChainMessages(semiring, fixed)
-    resolved = as_method(method).resolve(exact_monoid, xs, init)
-    if fixed is None or resolved.combines_with_init or semiring.prepare_scores(fixed) is None:
-        return run(False)[0]
-    out, exact = run(True)
-    return jax.lax.cond(jnp.all(exact), lambda: out, lambda: run(False)[0])
+        def readout(state, x):
+            if kind == "pointers":
+                # The same candidates as `vecmat_scores` (XLA merges them in a loop body).
+                return semiring.argplus(monoid.candidates(state, x), 0)
+            moved = monoid.message(state, x)
+            if kind == "totals":
+                return semiring.total(semiring.times_scores(moved, x[1]))
+            return moved
+
+        return scan(monoid, xs, init=init, exclusive=True, readout=readout, method=method)
+
+    def exact():
+        return run(semiring, xs, init, fixed, False)
+
+    resolved = as_method(method).resolve(ChainMessages(semiring, fixed), xs, init)
+    if type(semiring) is not Log or fixed is None or resolved.combines_with_init:
+        return exact()
+    k = fixed.shape[0]
+    info = jnp.finfo(fixed.dtype)
+    log_floor = float(np.log(k * float(info.tiny) / float(info.eps)))
+    restart = layout.starts[1:]
+    top = jax.lax.stop_gradient(finite_or_zero(jnp.max(fixed, axis=0)))
+    shifted = fixed - top[None, :]
+    lifted = jnp.where(restart[:, None], unaries[1:], unaries[1:] + top[None, :])
+    live = jnp.any(lifted > -jnp.inf, axis=1)
+    dense = jax.lax.stop_gradient(jnp.all(shifted >= log_floor) & jnp.all(live))
+
+    def fast():
+        # Shifted into range: E in [floor, 1], each step's unaries at most zero with a
+        # zero entry (clamped so that this branch is finite for any input, e.g. when
+        # both branches run under `vmap`; it is taken only when clamping changes
+        # nothing).
+        shift = jax.lax.stop_gradient(finite_or_zero(jnp.max(lifted, axis=1)))
+        weights = jnp.where(live[:, None], lifted - shift[:, None], 0)
+        std_xs = (restart, weights)
+        out = run(Std(), std_xs, jnp.exp(init), jnp.maximum(shifted, log_floor), True)
+        if kind == "totals":
+            return safe_log(out) + shift
+        return safe_log(out) + jnp.where(restart[:, None], 0, top[None, :])
+
+    return jax.lax.cond(dense, fast, exact)
 
 
 def chain_forward(
@@ -235,13 +273,8 @@ def chain_forward(
         none = jnp.zeros((0, k, getattr(semiring, "num_best", 1)), jnp.int32)
         return ChainForward(first[None], first_shift[None], none if pointers else None)
 
-    def readout(monoid, state, x):
-        if not pointers:
-            return monoid.checked_message(state, x)
-        # The same candidates as `vecmat_scores` (XLA merges the two in a loop body).
-        return semiring.argplus(monoid.candidates(state, x), 0), jnp.array(True)
-
-    out = _scan_chain(semiring, unaries, potentials, layout, first, method, readout)
+    kind = "pointers" if pointers else "messages"
+    out = _scan_chain(semiring, unaries, potentials, layout, first, method, kind)
     found = None
     if pointers:
         out, found = out
@@ -282,13 +315,8 @@ def chain_sum(
     if n == 1:
         totals = first_total
     else:
-
-        def readout(monoid, state, x):
-            moved, exact = monoid.checked_message(state, x)
-            return semiring.total(semiring.times_scores(moved, x[1])), exact
-
         first = semiring.normalise(start)[0]
-        rest = _scan_chain(semiring, unaries, potentials, layout, first, method, readout)
+        rest = _scan_chain(semiring, unaries, potentials, layout, first, method, "totals")
         totals = jnp.concatenate([first_total, rest])
     shifts = jax.lax.stop_gradient(finite_or_zero(semiring.log_scale(totals)))
     before_last = segment_sums(jnp.where(layout.ends, 0, shifts), layout)

@@ -57,28 +57,6 @@ class Log(AbstractSemiring):
     def times_scores(self, x, s):
         return x + s
 
-    def prepare_scores(self, w):
-        r"""$(E, m)$ with $m_j = \max_i w_{ij}$ and $E_{ij} = e^{w_{ij} - m_j} \in [0, 1]$."""
-        top = jax.lax.stop_gradient(finite_or_zero(jnp.max(w, axis=0)))
-        return jnp.exp(w - top[None, :]), top
-
-    def vecmat_prepared(self, v, prepared):
-        r"""$\log\big(\sum_i e^{v_i} E_{ij}\big) + m_j$: one exponential per state and a
-        matrix-vector product instead of $K^2$ exponentials.
-
-        Exact when every column sum $S_j = \sum_i e^{v_i} E_{ij}$ is at least
-        $K \cdot \text{tiny} / \varepsilon$ (the dtype's smallest normal number over its
-        epsilon, about $e^{-69}$ in float32): then the terms lost to underflow change it
-        by less than $2\varepsilon$ relatively. Otherwise (a state that only states
-        $e^{-69}$ less likely than the best lead to, or a column of structural zeros)
-        the second output is false and the result may be inexact.
-        """
-        e, top = prepared
-        sums = jnp.sum(jnp.exp(v)[:, None] * e, axis=0)
-        info = jnp.finfo(sums.dtype)
-        floor = v.shape[0] * float(info.tiny) / float(info.eps)
-        return safe_log(sums) + top, jnp.all(sums >= floor)
-
 
 class Std(AbstractSemiring):
     r"""The standard (probability) semiring: $a \oplus b = a + b$,
@@ -116,6 +94,19 @@ class Std(AbstractSemiring):
 
     def vecmat(self, v, a):
         return v @ a
+
+    def prepare_scores(self, w):
+        r"""$E = e^{w}$ (for scores $w \le 0$, so that nothing overflows)."""
+        return jnp.exp(w)
+
+    def vecmat_prepared(self, v, prepared):
+        r"""$\sum_i v_i E_{ij}$ (one multiply-add per entry, no exponential)."""
+        return jnp.sum(v[:, None] * prepared, axis=0)
+
+    def normalise_positive(self, x):
+        """`x` divided by its total (one reduction and one division per entry; the
+        total is a constant for differentiation, as in `normalise`)."""
+        return x / jax.lax.stop_gradient(self.total(x))
 
 
 class Max(AbstractSemiring):

@@ -103,12 +103,11 @@ class ChainMessages(AbstractMonoid):
     - `potentials`: optional fixed pairwise scores $\psi$, shape `(K, K)`; then inputs
       are `(restart, u)`.
     - `reverse`: multiply in reverse time order (backward messages).
-    - `fast`: with fixed `potentials`, let `act_input` use the semiring's prepared
-      score form (`prepare_scores`; `Log` has one: one exponential per state and a
-      matrix-vector product per step), which is exact only where
-      `vecmat_prepared` says so. `message` then also reports that flag. For callers
-      that check it and redo the scan without `fast` where it is false (as
-      `scanalg.semirings.chain_sum` does).
+    - `fast`: with fixed `potentials`, use the semiring's prepared score form
+      (`prepare_scores`, `vecmat_prepared`; `Std` has one: a matrix-vector product
+      per step, no exponential) and `normalise_positive`, which assumes that no
+      message is all $\bar 0$. For callers that guarantee it (see
+      `scanalg.semirings.chain_forward`).
     """
 
     semiring: AbstractSemiring
@@ -171,26 +170,23 @@ class ChainMessages(AbstractMonoid):
         _, _, scores = self._parts(x)
         return self.semiring.times_scores(state[:, None], scores)
 
-    def checked_message(self, state: Array, x) -> tuple[Array, Bool[Array, ""]]:
+    def message(self, state: Array, x) -> Array:
         r"""The message of one input before its unary: $\alpha \otimes \psi$, or
-        $\bar 1$ for a restart (not normalised); and whether it is exact (always,
-        unless `fast`)."""
+        $\bar 1$ for a restart (not normalised)."""
         restart, _, scores = self._parts(x)
         if self.prepared is None:
-            moved, exact = self.semiring.vecmat_scores(state, scores), jnp.array(True)
+            moved = self.semiring.vecmat_scores(state, scores)
         else:
-            moved, exact = self.semiring.vecmat_prepared(state, self.prepared)
-        one = self.semiring.one(moved.shape[:1], moved.dtype)
-        return jnp.where(restart, one, moved), exact | restart
-
-    def message(self, state: Array, x) -> Array:
-        r"""The message of one input before its unary (see `checked_message`)."""
-        return self.checked_message(state, x)[0]
+            moved = self.semiring.vecmat_prepared(state, self.prepared)
+        return jnp.where(restart, self.semiring.one(moved.shape[:1], moved.dtype), moved)
 
     def act_input(self, state: Array, x) -> Array:
         r"""One step from an input, $(\alpha \otimes \psi) \odot u$ normalised, without
         building the matrix $M$ (`semiring.vecmat_scores`: cheaper for `KMax` and
-        `Entropy`; with `fast`, `semiring.vecmat_prepared`)."""
+        `Entropy`; with `fast`, `semiring.vecmat_prepared` and
+        `semiring.normalise_positive`)."""
         _, unary, _ = self._parts(x)
         moved = self.semiring.times_scores(self.message(state, x), unary)
-        return self.semiring.normalise(moved)[0]
+        if self.prepared is None:
+            return self.semiring.normalise(moved)[0]
+        return self.semiring.normalise_positive(moved)
