@@ -160,6 +160,9 @@ class Max(AbstractSemiring):
         return x + s
 
 
+_MERGE_UP_TO = 8
+
+
 class KMax(AbstractSemiring):
     r"""The k-best semiring: values are the $k$ best scores, sorted in decreasing
     order, $a = (a_1 \ge \cdots \ge a_k)$ (missing ones $-\infty$).
@@ -233,8 +236,11 @@ class KMax(AbstractSemiring):
         return jnp.stack(out, axis=-1)
 
     def plus(self, x, axis):
-        # A tree of pairwise merges of the sorted lists along `axis` (much faster than
-        # `top_k` on CPU; the values are the same, whatever the order of ties).
+        # Up to k = 8: a tree of pairwise merges of the sorted lists along `axis` (much
+        # faster than `top_k` on CPU; the same values, whatever the order of ties); a
+        # merge is O(k^2) elementwise operations, so `top_k` beyond.
+        if self.k > _MERGE_UP_TO:
+            return self.argplus(x, axis)[0]
         x = jnp.moveaxis(x, batch_axis(self, x, axis), 0)
         if x.shape[0] == 0:
             return self.zero(x.shape[1:-1], x.dtype)
