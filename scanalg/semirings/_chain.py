@@ -522,6 +522,7 @@ def chain_sample(
     ends = alpha[layout.last]
     end_weights = jnp.exp(ends - finite_or_zero(jnp.max(ends, axis=1, keepdims=True)))
     fixed = potentials.ndim == 2
+    steps = potentials[None] if fixed else potentials
 
     def row_scores(i):
         psi = potentials[i][None, :] if fixed else potentials[:, i, :]
@@ -529,7 +530,7 @@ def chain_sample(
 
     if n > 1:
         # Column maxima over the candidates i (the largest weight is one), and totals.
-        scores = alpha[:-1, :, None] + potentials
+        scores = alpha[:-1, :, None] + steps
         top = finite_or_zero(jnp.max(scores, axis=1))
         total = jnp.sum(jnp.exp(scores - top[:, None, :]), axis=1)
     identity = jnp.arange(k, dtype=jnp.int32)
