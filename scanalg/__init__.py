@@ -1,6 +1,13 @@
 """scanalg: associative scans as an algebra you can program with."""
 
-from . import hmm as hmm, laws as laws, lgssm as lgssm, monoids as monoids
+from . import (
+    crf as crf,
+    hmm as hmm,
+    laws as laws,
+    lgssm as lgssm,
+    monoids as monoids,
+    semirings as semirings,
+)
 from ._laws import (
     Law as Law,
     LawViolation as LawViolation,

@@ -9,6 +9,8 @@ import numpy as np
 
 import scanalg
 
+from ._crf import CRF_TASKS, build_crf
+
 Runner = Callable[..., Any]
 
 
@@ -58,7 +60,7 @@ LGSSM_TASKS = {
     "lgssm-smoother": "lgssm_smoother",
     "lgssm-sample": "lgssm_posterior_sample",
 }
-TASKS = (*HMM_TASKS, *LGSSM_TASKS, "monoid")
+TASKS = (*HMM_TASKS, *LGSSM_TASKS, *CRF_TASKS, "monoid")
 
 
 def _monoid_problem(name: str, T: int, n: int, dtype, seed: int):
@@ -149,6 +151,8 @@ def build(task: str, T: int, size: int, dtype, methods, compare, monoid: str, se
                 lambda e, i, _m=method(m): scanalg.scan(m_obj, e, init=i, method=_m),
                 (elems, init),
             )
+    elif task in CRF_TASKS:
+        entries = build_crf(task, T, size, dtype, methods, method, seed)
     else:
         raise ValueError(f"Unknown task {task!r}; valid tasks are {', '.join(TASKS)}.")
     return entries

@@ -659,3 +659,10 @@ def diagonal_affine_states(
     A strategy of `np.ndarray` of shape `(n,)`.
     """
     return _inexact_arrays((n,), dtype, bound)
+
+
+# Semirings (scanalg.semirings): values, the semiring laws and their checker.
+from ._semiring_strategies import *  # noqa: E402, F403
+from ._semiring_strategies import __all__ as _semiring_all  # noqa: E402
+
+__all__ += _semiring_all
