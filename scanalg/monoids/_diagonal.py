@@ -50,7 +50,7 @@ class DiagonalAffine(AbstractMonoid):
 
     def check_inputs(
         self,
-        xs: tuple[Inexact[Array, "T *n"], Inexact[Array, "T *n"]],
+        xs: tuple[Inexact[Array, " T *n"], Inexact[Array, " T *n"]],
         init: Inexact[Array, "*n"] | None,
     ):
         """`a` and `b` of the same precision, `b` complex if `a` is, and `init` of the
