@@ -14,14 +14,17 @@ why.
 """
 
 import abc
-from typing import Any, Literal
+from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, PyTree
+from jaxtyping import Array, Bool, Int, PyTree
 
 from .._monoid import AbstractMonoid, ActionDirection, has_act, has_lift
+
+Flag = Bool[Array, ""] | Int[Array, ""]
+"""A segment or validity flag: a scalar bool, or a 0/1 integer."""
 
 _FLIP: dict[Any, Any] = {"forward": "reverse", "reverse": "forward", "both": "both", None: None}
 
@@ -372,7 +375,7 @@ class Segmented(AbstractMonoid):
 
     monoid: AbstractMonoid
     reset: PyTree | None = eqx.field(default=None, converter=_as_arrays)
-    boundary: Literal["start", "end"] = eqx.field(default="start", static=True)
+    boundary: str = eqx.field(default="start", static=True)  # "start" or "end"
 
     def __check_init__(self):
         _check_monoid("Segmented", "monoid", self.monoid)
@@ -394,8 +397,8 @@ class Segmented(AbstractMonoid):
         return has_lift(self.monoid)
 
     def combine(
-        self, earlier: tuple[Bool[Array, ""], PyTree], later: tuple[Bool[Array, ""], PyTree]
-    ) -> tuple[Bool[Array, ""], PyTree]:
+        self, earlier: tuple[Flag, PyTree], later: tuple[Flag, PyTree]
+    ) -> tuple[Flag, PyTree]:
         f1, x1 = earlier
         f2, x2 = later
         both = self.monoid.combine(x1, x2)
@@ -405,15 +408,15 @@ class Segmented(AbstractMonoid):
             x = _select(_flag(f1), x1, both)
         return _or(f1, f2), x
 
-    def identity(self, like: tuple[Bool[Array, ""], PyTree]) -> tuple[Bool[Array, ""], PyTree]:
+    def identity(self, like: tuple[Flag, PyTree]) -> tuple[Flag, PyTree]:
         flag, x = like
         return jnp.zeros_like(flag), self.monoid.identity(x)
 
-    def lift(self, x: tuple[Bool[Array, ""], PyTree]) -> tuple[Bool[Array, ""], PyTree]:
+    def lift(self, x: tuple[Flag, PyTree]) -> tuple[Flag, PyTree]:
         flag, value = x
         return flag, self.monoid.lift(value)
 
-    def canonical(self, element: tuple[Bool[Array, ""], PyTree]) -> tuple[Bool[Array, ""], PyTree]:
+    def canonical(self, element: tuple[Flag, PyTree]) -> tuple[Flag, PyTree]:
         flag, x = element
         return flag, self.monoid.canonical(x)
 
@@ -442,11 +445,11 @@ class Segmented(AbstractMonoid):
             raise _no_action(self, why)
         return _select(_flag(flag), self.reset, state)
 
-    def act(self, state: PyTree, element: tuple[Bool[Array, ""], PyTree]) -> PyTree:
+    def act(self, state: PyTree, element: tuple[Flag, PyTree]) -> PyTree:
         flag, x = element
         return self.monoid.act(self._start(state, flag), x)
 
-    def act_input(self, state: PyTree, x: tuple[Bool[Array, ""], PyTree]) -> PyTree:
+    def act_input(self, state: PyTree, x: tuple[Flag, PyTree]) -> PyTree:
         flag, value = x
         return self.monoid.act_input(self._start(state, flag), value)
 
@@ -500,8 +503,8 @@ class Masked(AbstractMonoid):
         return has_lift(self.monoid)
 
     def combine(
-        self, earlier: tuple[Bool[Array, ""], PyTree], later: tuple[Bool[Array, ""], PyTree]
-    ) -> tuple[Bool[Array, ""], PyTree]:
+        self, earlier: tuple[Flag, PyTree], later: tuple[Flag, PyTree]
+    ) -> tuple[Flag, PyTree]:
         (v1, x1), (v2, x2) = earlier, later
         b1, b2 = _flag(v1), _flag(v2)
         # An element takes part unless it is invalid and the other one is valid.
@@ -509,28 +512,28 @@ class Masked(AbstractMonoid):
         right = _select(b2 | ~b1, x2, self.monoid.identity(x2))
         return _or(v1, v2), self.monoid.combine(left, right)
 
-    def identity(self, like: tuple[Bool[Array, ""], PyTree]) -> tuple[Bool[Array, ""], PyTree]:
+    def identity(self, like: tuple[Flag, PyTree]) -> tuple[Flag, PyTree]:
         valid, x = like
         return jnp.zeros_like(valid), self.monoid.identity(x)
 
-    def lift(self, x: tuple[Bool[Array, ""], PyTree]) -> tuple[Bool[Array, ""], PyTree]:
+    def lift(self, x: tuple[Flag, PyTree]) -> tuple[Flag, PyTree]:
         valid, value = x
         return valid, self.monoid.lift(value)
 
-    def act(self, state: PyTree, element: tuple[Bool[Array, ""], PyTree]) -> PyTree:
+    def act(self, state: PyTree, element: tuple[Flag, PyTree]) -> PyTree:
         if not has_act(self.monoid):
             raise _no_action(self, f"{type(self.monoid).__name__} defines no `act`.")
         valid = _flag(element[0])
         new = self.monoid.act(state, self.canonical(element)[1])
         return _select(valid, new, state)
 
-    def act_input(self, state: PyTree, x: tuple[Bool[Array, ""], PyTree]) -> PyTree:
+    def act_input(self, state: PyTree, x: tuple[Flag, PyTree]) -> PyTree:
         """`act(state, lift(x))`: an invalid input is replaced by the identity element
         before it meets the state, so it never reaches `monoid.act_input` (invalid
         inputs may be anything, `NaN` included, which no input form could absorb)."""
         return self.act(state, self.lift(x))
 
-    def canonical(self, element: tuple[Bool[Array, ""], PyTree]) -> tuple[Bool[Array, ""], PyTree]:
+    def canonical(self, element: tuple[Flag, PyTree]) -> tuple[Flag, PyTree]:
         """The element with an invalid value replaced by the identity $e_m$, and a valid
         one in `monoid`'s normal form (works on a single element; `jax.vmap` it over a
         scan's output)."""

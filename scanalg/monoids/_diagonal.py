@@ -48,7 +48,11 @@ class DiagonalAffine(AbstractMonoid):
         a, b = element
         return a.astype(state.dtype) * state + b
 
-    def check_inputs(self, xs: _Element, init: Inexact[Array, "*n"] | None):
+    def check_inputs(
+        self,
+        xs: tuple[Inexact[Array, " T *n"], Inexact[Array, " T *n"]],
+        init: Inexact[Array, "*n"] | None,
+    ):
         """`a` and `b` of the same precision, `b` complex if `a` is, and `init` of the
         dtype of `b` (no implicit promotion inside the scan)."""
         try:

@@ -50,10 +50,10 @@ class _Case:
     grad: bool = False  # also checked under `grad`
 
 
-def _matrices(rng, n, k, dtype):
+def _matrices(rng, n, k):
     """Random orthogonal matrices scaled by about one: long products stay of order one."""
     q, _ = np.linalg.qr(rng.normal(size=(n, k, k)))
-    return jnp.asarray(q * rng.uniform(0.8, 1.2, size=(n, 1, 1)), dtype)
+    return q * rng.uniform(0.8, 1.2, size=(n, 1, 1))
 
 
 def _draw_sum(rng, n, dtype):
@@ -77,15 +77,15 @@ def _draw_hmm(rng, n, dtype):
 
 def _draw_segmented(rng, n, dtype):
     starts = rng.uniform(size=n) < 0.3
-    a = _matrices(rng, n, 2, dtype)
+    a = jnp.asarray(_matrices(rng, n, 2), dtype)
     b = jnp.asarray(rng.normal(size=(n, 2)), dtype)
     return (jnp.asarray(starts), (a, b)), jnp.asarray(rng.normal(size=2), dtype)
 
 
 def _draw_masked(rng, n, dtype):
     valid = rng.uniform(size=n) < 0.6
-    values = np.where(valid[:, None, None], np.asarray(_matrices(rng, n, 3, np.float64)), 0.0)
-    values = values + np.where(valid[:, None, None], 0.0, 2 * rng.normal(size=(n, 3, 3)))
+    garbage = 2 * rng.normal(size=(n, 3, 3))  # invalid values: anything
+    values = np.where(valid[:, None, None], _matrices(rng, n, 3), garbage)
     return (jnp.asarray(valid), jnp.asarray(values, dtype)), jnp.asarray(rng.normal(size=3), dtype)
 
 
