@@ -15,6 +15,9 @@ from scanalg import monoids as M
 
 K = 4  # states of the integer maps
 PARALLEL = scanalg.Parallel()
+# Unrolls up to 6 levels at every length (the default leaves 16 elements or more to the
+# doubling loop, so only sequences of 1024 or more get all 6 levels).
+DEEP = scanalg.Parallel(min_loop_length=1)
 
 
 @functools.cache
@@ -86,24 +89,24 @@ def np_fold(fs, *, reverse=False, init=None, dual=False):
 # arguments swapped back), so they share the forward code's length handling: the
 # sweep runs them at the lengths where the parities of the first levels and the size
 # of the top differ, the forward scans at every length.
-REVERSE_LENGTHS = (*range(1, 18), 31, 32, 33, 63, 64, 65, 66, 67)
+REVERSE_LENGTHS = (*range(1, 10), 16, 17, 31, 32, 33, 34, *range(63, 68))
 
 
 @functools.cache
 def _sweep(reverse: bool):
     """One program per length: products and states forwards (and backwards), and the
-    reduction, all by `Parallel()`'s methods directly."""
+    reduction, all by the hybrid scan's methods directly, as deep as the length allows."""
 
     def run(codes, init):
         out = (
-            PARALLEL.prefix(CODED, codes, False),
-            PARALLEL.prefix_act(M.Dual(CODED), codes, init, False),
-            PARALLEL.total(CODED, codes),
+            DEEP.prefix(CODED, codes, False),
+            DEEP.prefix_act(M.Dual(CODED), codes, init, False),
+            DEEP.total(CODED, codes),
         )
         if reverse:
             out += (
-                PARALLEL.prefix(CODED, codes, True),
-                PARALLEL.prefix_act(CODED, codes, init, True),
+                DEEP.prefix(CODED, codes, True),
+                DEEP.prefix_act(CODED, codes, init, True),
             )
         return out
 
@@ -145,7 +148,7 @@ def _shifted(inclusive, first, reverse):
     return out
 
 
-@pytest.mark.parametrize("n", [2, 127, 128, 129, 1023, 1024, 1025])
+@pytest.mark.parametrize("n", [2, 33, 127, 128, 129, 1023, 1024, 1025])
 def test_powers_of_two_and_exclusive_bit_identical(n):
     rng = np.random.default_rng(100 + n)
     fs = rng.integers(0, K, size=(n, K)).astype(np.int32)
@@ -167,8 +170,8 @@ def test_powers_of_two_and_exclusive_bit_identical(n):
     "method",
     [
         scanalg.Parallel(levels=0),
-        scanalg.Parallel(levels=1),
-        scanalg.Parallel(levels=3),
+        scanalg.Parallel(levels=1, min_loop_length=1),
+        scanalg.Parallel(levels=3, min_loop_length=1),
         scanalg.Parallel(algorithm="doubling"),
     ],
     ids=repr,
@@ -234,6 +237,10 @@ def test_program_size_does_not_grow_with_length(reverse):
     prefix, states = counts[10**6]
     assert prefix == {"combine": 2 * levels + 1, "act": 0}
     assert states == {"combine": levels + 1, "act": levels + 1}
+    # Short sequences unroll fewer levels: 100 -> 50 -> 25 leaves 25 to the loop.
+    _Counting.calls.update(combine=0, act=0)
+    jax.eval_shape(lambda x: PARALLEL.prefix(monoid, x, reverse), jnp.zeros(100))
+    assert _Counting.calls["combine"] == 2 * 2 + 1
 
 
 def test_jit_vmap_grad_agree_with_sequential():
@@ -253,7 +260,7 @@ def test_jit_vmap_grad_agree_with_sequential():
         value_and_grad = jax.value_and_grad(functools.partial(loss, method), argnums=(0, 1, 2))
         return _jit(jax.vmap(value_and_grad, in_axes=(0, 0, None)))(a, b, h0)
 
-    got, want = batched(PARALLEL), batched(scanalg.Sequential())
+    got, want = batched(DEEP), batched(scanalg.Sequential())
     assert tree_allclose(got, want, rtol=1e-9, atol=1e-9)
 
 
@@ -262,3 +269,5 @@ def test_bad_arguments():
         scanalg.Parallel(algorithm="blelloch")
     with pytest.raises(ValueError, match="levels"):
         scanalg.Parallel(levels=-1)
+    with pytest.raises(ValueError, match="min_loop_length"):
+        scanalg.Parallel(min_loop_length=0)

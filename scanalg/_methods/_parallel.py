@@ -107,49 +107,57 @@ class Parallel(AbstractScanMethod):
     Three algorithms:
 
     - `"hybrid"` (default): a work-efficient odd/even scan (Ladner & Fischer;
-      Blelloch) whose bottom `levels` $= L$ levels are unrolled and whose top is a
-      doubling loop. The up-sweep pairs neighbours, $x^{(l+1)}_i = x^{(l)}_{2i}
-      \otimes x^{(l)}_{2i+1}$, for $l = 0, \dots, L-1$ (the identity pads an odd
-      level); the $\lceil T/2^L\rceil$ elements left are scanned by recursive doubling
-      (below); the down-sweep then fills in each level from the one above,
+      Blelloch) whose bottom $L$ = `levels` levels are unrolled and whose top is a
+      doubling loop. The up-sweep multiplies neighbours,
+
+      $$x^{(l+1)}_i = x^{(l)}_{2i} \otimes x^{(l)}_{2i+1}, \qquad l = 0, \dots, L-1$$
+
+      (an odd level's last element goes up alone); the $m = \lceil T/2^L\rceil$
+      elements left are scanned by `"doubling"`; the down-sweep then fills in each
+      level from the prefixes $y^{(l+1)}$ of the level above,
 
       $$y^{(l)}_{2i+1} = y^{(l+1)}_i, \qquad
-        y^{(l)}_{2i} = y^{(l+1)}_{i-1} \otimes x^{(l)}_{2i}$$
+        y^{(l)}_{2i} = y^{(l+1)}_{i-1} \otimes x^{(l)}_{2i}.$$
 
-      (reverse: $y^{(l)}_{2i} = y^{(l+1)}_i$,
-      $y^{(l)}_{2i+1} = x^{(l)}_{2i+1} \otimes y^{(l+1)}_{i+1}$). Work
-      $\approx 2T + (T/2^L)\log_2(T/2^L)$ combines, depth
-      $2L + \lceil\log_2(T/2^L)\rceil$, and the compiled program holds $2L + 1$
-      instances of `combine` whatever $T$ is, so its compile time does not grow with
-      $T$. With an initial state $s$ the down-sweep carries *states* instead of
-      products: $s^{(l)}_{2i} = s^{(l+1)}_{i-1} \cdot x^{(l)}_{2i}$, one `act` per
-      step (on the inputs themselves at the bottom level, through `act_input`), so
-      the scan costs $\approx T$ combines and $T$ acts. The reduction is the up-sweep
-      and the last doubling prefix.
-    - `"doubling"` (Hillis & Steele / Kogge & Stone): $\lceil\log_2 T\rceil$
-      rounds of $y_t \leftarrow y_{t-2^d} \otimes y_t$, written as one loop over the
-      rounds, so compile time does not grow with $T$. Work $O(T \log T)$ combines,
-      depth $\lceil\log_2 T\rceil$.
-    - `"associative_scan"`: `jax.lax.associative_scan` (work-efficient, $O(T)$
-      combines, but one unrolled level per power of two, so compile time grows with
-      $\log T$ and is large for big elements). Its reduction is a balanced tree of
-      depth $\lceil \log_2 T \rceil$ (padding with the identity at odd levels).
+      Work $\approx 2T + m \log_2 m$ combines, depth $2L + \lceil\log_2 m\rceil$, and
+      the compiled program holds $2L + 1$ instances of `combine` whatever $T$ is, so
+      its compile time does not grow with $T$. With an initial state $s$ the
+      down-sweep carries *states* instead of products,
+      $s^{(l)}_{2i} = s^{(l+1)}_{i-1} \cdot x^{(l)}_{2i}$ (`act_input` on the inputs
+      themselves at the bottom level): $\approx T$ combines and $T$ acts, $L + 1$
+      instances of each. The inputs are lifted inside the bottom level's products, so
+      what `lift` leaves unbatched (a fixed transition matrix) stays unbatched. The
+      reduction is the up-sweep and the doubling scan's last prefix.
+    - `"doubling"` (Hillis & Steele / Kogge & Stone): $\lceil\log_2 T\rceil$ rounds
+      of $y_t \leftarrow y_{t-2^d} \otimes y_t$ (the identity before the start), one
+      loop over the rounds: compile time independent of $T$, but work
+      $T\lceil\log_2 T\rceil$ combines.
+    - `"associative_scan"`: `jax.lax.associative_scan`, work-efficient, but with one
+      unrolled level per power of two, so its compile time grows with $\log T$ (and
+      is large for large elements). Its reduction is a balanced tree of depth
+      $\lceil \log_2 T \rceil$ (padding with the identity at odd levels).
 
-    Whatever the algorithm, the reverse scan calls `combine(earlier, later)` in time
-    order (the argument swap that `jax.lax.associative_scan` makes for reverse scans
-    is undone).
+    A reverse scan of `"hybrid"` or `"doubling"` is the forward scan of the reversed
+    sequence with `combine`'s arguments swapped back; every algorithm calls
+    `combine(earlier, later)` in time order (`jax.lax.associative_scan`'s swap for
+    reverse scans is undone).
 
     **Arguments:**
 
     - `algorithm`: `"hybrid"`, `"doubling"` or `"associative_scan"`.
-    - `levels`: $L$, the number of unrolled levels of `"hybrid"` (fewer when $T$ is
-      short: at most $\lceil\log_2 T\rceil$).
+    - `levels`: $L$, the most levels `"hybrid"` unrolls. More levels do less work and
+      have more combines to compile; `levels=0` is `"doubling"`.
+    - `min_loop_length`: `"hybrid"` unrolls a level only while at least this many
+      elements are left for the doubling loop: on fewer, doubling is about as cheap
+      and shallower. So sequences shorter than $2^{L}$ `min_loop_length` get fewer
+      levels (and compile faster).
     """
 
     combines_with_init: ClassVar[bool] = True
 
     algorithm: str = eqx.field(default="hybrid", static=True)
     levels: int = eqx.field(default=6, static=True)
+    min_loop_length: int = eqx.field(default=16, static=True)
 
     def __check_init__(self):
         if self.algorithm not in _ALGORITHMS:
@@ -159,6 +167,17 @@ class Parallel(AbstractScanMethod):
             )
         if not (isinstance(self.levels, int) and self.levels >= 0):
             raise ValueError(f"Parallel(levels=...) must be an int >= 0, got {self.levels!r}.")
+        if not (isinstance(self.min_loop_length, int) and self.min_loop_length >= 1):
+            raise ValueError(
+                f"Parallel(min_loop_length=...) must be an int >= 1, got {self.min_loop_length!r}."
+            )
+
+    def _levels(self, n: int) -> int:
+        """How many levels to unroll for length `n`."""
+        levels = 0
+        while levels < self.levels and n > 1 and -(-n // 2) >= self.min_loop_length:
+            n, levels = -(-n // 2), levels + 1
+        return levels
 
     # ----------------------------------------------------------------------------------
     # The hybrid scan (forward; a reverse scan is a forward one of `_Reversed`).
@@ -169,7 +188,7 @@ class Parallel(AbstractScanMethod):
         the elements of level `l` at even positions (level 0: the inputs themselves, not
         lifted) and `top` is the level left at the end."""
         n = _length(elems)
-        levels = min(self.levels, (n - 1).bit_length())
+        levels = self._levels(n)
         if levels == 0:
             return [], lift_all(monoid, elems)
         # Level 0: lift inside the vmapped product, so that what `lift` leaves unbatched
