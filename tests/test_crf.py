@@ -437,6 +437,32 @@ def test_float32_long_chain():
         assert np.abs(np.asarray(marg, float) - np.asarray(ref_marg)).max() < 1e-4, method
 
 
+def test_probability_space_path_falls_back_to_log_space():
+    """Sequential `Log` chains with fixed potentials run in probability space only
+    when that is exact: not for a state reached only from one e^-100 less likely
+    (float32), nor for a step with no possible state."""
+    psi = jnp.array([[0.0, -jnp.inf], [-jnp.inf, 0.0]], jnp.float32)
+    u = jnp.array([[0.0, -100.0], [-jnp.inf, 0.0], [0.0, 0.0]], jnp.float32)
+    dense = jnp.zeros((2, 2), jnp.float32)
+    dead = jnp.array([[0.0, 1.0], [-jnp.inf, -jnp.inf], [0.0, 0.0]], jnp.float32)
+
+    @fast_jit
+    def run(psi, u, dense, dead):
+        return (
+            crf.log_partition(psi, u, method="sequential"),
+            crf.marginals(psi, u, method="sequential").unary,
+            crf.log_partition(dense, dead, method="sequential"),
+            crf.marginals(dense, dead, method="sequential"),
+            jax.grad(crf.log_partition, argnums=(0, 1))(dense, dead, method="sequential"),
+        )
+
+    log_z, unary, dead_z, dead_marg, grads = run(psi, u, dense, dead)
+    assert float(log_z) == -100.0
+    assert np.array_equal(unary, np.array([[0.0, 1.0]] * 3))
+    assert float(dead_z) == -np.inf
+    assert all(np.all(x == 0) for x in jax.tree.leaves((dead_marg, grads)))
+
+
 # -------------------------------------------------------------------------- bad input
 
 
