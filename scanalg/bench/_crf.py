@@ -7,6 +7,9 @@ The problem is the usual tagging CRF: unary scores `(T, K)` and one transition m
   `crf-marginals`, its `jax.grad`), the baseline;
 - `Entropy`, `KMax(4)` (`crf-partition`): the same chain summed under those
   semirings (`scanalg.crf.path_sum`, `method="auto"`), to compare with the `Log` scan;
+- `Log(log space)` (`crf-partition`): the `Log` scan without its probability-space
+  path (`scanalg.semirings.chain_sum(..., fast=False)`), i.e. the same log-space
+  machinery as `Entropy` and `KMax(4)`;
 - `grad` (`crf-marginals`): `scanalg.crf.marginals(by="grad")`, `method="auto"`.
 """
 
@@ -42,6 +45,11 @@ def baseline_log_partition(potentials, unaries):
 baseline_marginals = jax.grad(baseline_log_partition, argnums=(0, 1))
 
 
+def _log_space(potentials, unaries):
+    layout = semirings.chain_layout(None, unaries.shape[0])
+    return semirings.chain_sum(semirings.Log(), unaries, potentials, layout, "auto", fast=False)
+
+
 def build_crf(task: str, T: int, K: int, dtype, methods, method: Callable, seed: int = 0):
     """`{entry name: (function, args)}` for one CRF problem; `method(name)` turns a
     method name into what `scanalg.scan` takes."""
@@ -51,6 +59,7 @@ def build_crf(task: str, T: int, K: int, dtype, methods, method: Callable, seed:
         for m in methods:
             entries[m] = (lambda p, u, _m=method(m): crf.log_partition(p, u, method=_m), args)
         entries["lax.scan"] = (baseline_log_partition, args)
+        entries["Log(log space)"] = (_log_space, args)
         for name, semiring in (("Entropy", semirings.Entropy()), ("KMax(4)", semirings.KMax(4))):
             entries[name] = (
                 lambda p, u, _s=semiring: crf.path_sum(p, u, semiring=_s, method="auto"),

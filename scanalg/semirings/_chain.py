@@ -174,7 +174,7 @@ def _inputs(restart, unaries, potentials):
     return (restart, unaries, potentials), None
 
 
-def _scan_chain(semiring, unaries, potentials, layout, init, method, kind):
+def _scan_chain(semiring, unaries, potentials, layout, init, method, kind, fast=True):
     r"""`scan` of `ChainMessages` over steps $1..N-1$ from the normalised `init`,
     exclusive, reading out per step (from the previous normalised message):
     `kind="totals"`: the total $v_t = \bigoplus_j \alpha_t[j]$; `"messages"`: the
@@ -212,7 +212,7 @@ def _scan_chain(semiring, unaries, potentials, layout, init, method, kind):
         return run(semiring, xs, init, fixed, False)
 
     resolved = as_method(method).resolve(ChainMessages(semiring, fixed), xs, init)
-    if type(semiring) is not Log or fixed is None or resolved.combines_with_init:
+    if not fast or type(semiring) is not Log or fixed is None or resolved.combines_with_init:
         return exact()
     k = fixed.shape[0]
     info = jnp.finfo(fixed.dtype)
@@ -224,7 +224,7 @@ def _scan_chain(semiring, unaries, potentials, layout, init, method, kind):
     live = jnp.any(lifted > -jnp.inf, axis=1)
     dense = jax.lax.stop_gradient(jnp.all(shifted >= log_floor) & jnp.all(live))
 
-    def fast():
+    def probability_space():
         # Shifted into range: E in [floor, 1], each step's unaries at most zero with a
         # zero entry (clamped so that this branch is finite for any input, e.g. when
         # both branches run under `vmap`; it is taken only when clamping changes
@@ -237,7 +237,7 @@ def _scan_chain(semiring, unaries, potentials, layout, init, method, kind):
             return safe_log(out) + shift
         return safe_log(out) + jnp.where(restart[:, None], 0, top[None, :])
 
-    return jax.lax.cond(dense, fast, exact)
+    return jax.lax.cond(dense, probability_space, exact)
 
 
 def chain_forward(
@@ -247,6 +247,7 @@ def chain_forward(
     layout: ChainLayout,
     method: str | AbstractScanMethod,
     pointers: bool = False,
+    fast: bool = True,
 ) -> ChainForward:
     r"""The normalised forward messages of every chain of a packed batch: one scan of
     `ChainMessages` with an initial state, reading out each step's message.
@@ -262,6 +263,19 @@ def chain_forward(
     - `layout`: from `chain_layout`.
     - `method`: the scan method.
     - `pointers`: also return back-pointers (`Max` and `KMax` only).
+    - `fast`: allow the probability-space path for `Log` (see below); `False` always
+      runs in log space (for comparisons).
+
+    With fixed potentials, `Log` and a method that only acts (`Sequential`), the
+    chain runs in probability space, in the `Std` semiring as an HMM filter does (a
+    matrix-vector product and $K$ exponentials per step instead of $K^2$
+    exponentials), when that is exact to rounding: every column of
+    $E_{ij} = e^{\psi_{ij} - m_j}$ ($m_j = \max_i \psi_{ij}$) has all entries at least
+    $K \cdot \text{tiny} / \varepsilon$ (no $-\infty$, a spread below about 69 nats in
+    float32) and every step has a finite unary. Then every column sum
+    $\sum_i p_i E_{ij} \ge \min_i E_{ij}$ for a distribution $p$, so what underflows
+    (states far less likely than the best) changes no sum by more than $2\varepsilon$
+    relatively. Otherwise it runs in log space (a `lax.cond` around the scan).
 
     **Returns:**
 
@@ -274,7 +288,7 @@ def chain_forward(
         return ChainForward(first[None], first_shift[None], none if pointers else None)
 
     kind = "pointers" if pointers else "messages"
-    out = _scan_chain(semiring, unaries, potentials, layout, first, method, kind)
+    out = _scan_chain(semiring, unaries, potentials, layout, first, method, kind, fast)
     found = None
     if pointers:
         out, found = out
@@ -292,6 +306,7 @@ def chain_sum(
     potentials: Float[Array, "N1 K K"] | Float[Array, "K K"],
     layout: ChainLayout,
     method: str | AbstractScanMethod,
+    fast: bool = True,
 ) -> Array:
     r"""The semiring sum over all paths of each chain,
     $\bigoplus_z \mathrm{from\_scores}(s(z))$.
@@ -302,7 +317,7 @@ def chain_sum(
     sum is $v_{\text{last}} \otimes \mathrm{from\_scores}(\sum_{t < \text{last}}
     c_t)$, the shifts summed by a tree.
 
-    **Arguments:** as for `chain_forward`.
+    **Arguments:** as for `chain_forward` (including its probability-space path).
 
     **Returns:**
 
@@ -316,7 +331,7 @@ def chain_sum(
         totals = first_total
     else:
         first = semiring.normalise(start)[0]
-        rest = _scan_chain(semiring, unaries, potentials, layout, first, method, "totals")
+        rest = _scan_chain(semiring, unaries, potentials, layout, first, method, "totals", fast)
         totals = jnp.concatenate([first_total, rest])
     shifts = jax.lax.stop_gradient(finite_or_zero(semiring.log_scale(totals)))
     before_last = segment_sums(jnp.where(layout.ends, 0, shifts), layout)
