@@ -2,6 +2,7 @@
 
 import numbers
 
+import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array
@@ -45,3 +46,26 @@ def positive_count(value, name: str) -> int:
     if value < 1:
         raise ValueError(f"`{name}` must be an int >= 1, got {value!r}.")
     return int(value)
+
+
+def nonfinite(x: Array) -> Array:
+    """True if `x` has a NaN or an infinite entry."""
+    return ~jnp.all(jnp.isfinite(x))
+
+
+def asymmetric(x: Array) -> Array:
+    """True unless the (batch of) square matrices `x` is symmetric up to rounding
+    (entries within 1000 ulps of the largest)."""
+    tol = 1000 * jnp.finfo(x.dtype).eps
+    scale = jnp.max(jnp.abs(x), initial=0)
+    return jnp.max(jnp.abs(x - jnp.swapaxes(x, -1, -2)), initial=0) > tol * scale
+
+
+def attach_checks(x, checks):
+    """`x` with one `equinox.error_if` for all `(bad, message)` in `checks`: the first
+    failing check is the one reported. Tie it to a small array that every output
+    depends on (a check whose result is unused is dropped)."""
+    if not checks:
+        return x
+    bad = jnp.stack([jnp.asarray(b) for b, _ in checks])
+    return eqx.branched_error_if(x, jnp.any(bad), jnp.argmax(bad), [m for _, m in checks])

@@ -18,6 +18,8 @@ from .models.hmm import (
     RaggedHMMPosteriorFiltered as RaggedHMMPosteriorFiltered,
     ScaledMatrix as ScaledMatrix,
     hmm_filter as hmm_filter,
+    hmm_posterior_entropy as hmm_posterior_entropy,
+    hmm_posterior_kbest as hmm_posterior_kbest,
     hmm_posterior_mode as hmm_posterior_mode,
     hmm_posterior_sample as hmm_posterior_sample,
     hmm_smoother as hmm_smoother,

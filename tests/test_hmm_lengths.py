@@ -17,6 +17,7 @@ def _problem():
     return pi, a, ll, (5, 1, 6)
 
 
+# A loop and a parallel scan (every method runs these functions in test_hmm.py).
 @pytest.mark.parametrize("method", ["sequential", "parallel"])
 def test_lengths_give_per_sequence_answers(method):
     pi, a, ll, lengths = _problem()

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import core_methods
 from hypothesis import strategies as st
 
 import scanalg
@@ -19,7 +20,7 @@ from scanalg.hmm import (
 )
 
 K = 3
-METHODS = (scanalg.Sequential(), scanalg.Parallel(), scanalg.Blocked(block_size=2))
+METHODS = core_methods  # check_laws compiles each method per drawn case
 
 
 def _seeded(build):

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import all_methods, method_ids
+from helpers import all_methods, core_methods, method_ids
 from hmm_reference import (
     log_space_loglik,
     log_space_posterior,
@@ -20,13 +20,8 @@ from hmm_reference import (
 import scanalg
 from scanalg import hmm
 
-# The numerics tests here run the three distinct code paths on a CPU (Auto() is
-# Sequential() here and Blocked() is covered by the nested variant).
-CORE_METHODS = (
-    scanalg.Sequential(),
-    scanalg.Parallel(),
-    scanalg.Blocked(block_size=3, outer=scanalg.Parallel()),
-)
+# The numerics tests here run one method per algorithm (see helpers.core_methods).
+CORE_METHODS = core_methods
 
 
 def _cast(dtype, *arrays):

@@ -7,21 +7,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import tree_allclose
+from helpers import core_methods, tree_allclose
 from hmm_reference import inverse_cdf_path, random_hmm, reference
 
-import scanalg
 from scanalg import hmm
 
 K = 3
 LENGTHS = (5, 1, 7, 2, 4)  # includes a sequence of length one
 N = sum(LENGTHS)
 EDGES = np.cumsum((0, *LENGTHS))
-METHODS = (
-    scanalg.Sequential(),
-    scanalg.Parallel(),
-    scanalg.Blocked(block_size=3, outer=scanalg.Parallel()),
-)
+METHODS = core_methods  # the whole ragged pipeline, compiled per method
 TOL = dict(rtol=1e-9, atol=1e-12)
 
 

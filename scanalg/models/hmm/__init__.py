@@ -22,3 +22,7 @@ from ._monoids import (
     MaxPlus as MaxPlus,
     ScaledMatrix as ScaledMatrix,
 )
+from ._semiring import (
+    hmm_posterior_entropy as hmm_posterior_entropy,
+    hmm_posterior_kbest as hmm_posterior_kbest,
+)

@@ -293,6 +293,7 @@ class HMMForward(AbstractMonoid):
     transition_matrix: Float[Array, "K K"] | None = None
 
     action_direction: ClassVar[ActionDirection] = "forward"
+    lifts: ClassVar[bool] = True
 
     def _parts(self, x) -> tuple[Array, Array | Evidence]:
         """`(matrix, log-likelihoods or Evidence)` of one input."""
@@ -332,6 +333,17 @@ class HMMForward(AbstractMonoid):
 
     def identity(self, like: ScaledMatrix) -> ScaledMatrix:
         return _scaled_identity(like)
+
+    def canonical(self, element: ScaledMatrix) -> ScaledMatrix:
+        r"""The normal form: rows of $M$ summing to one (or zero, with $r_i = -\infty$),
+        $\max_i r_i = 0$. Equal elements have equal normal forms."""
+        matrix, log_scale = element
+        rows = jnp.sum(matrix, axis=-1)
+        log_scale = log_scale + safe_log(rows)
+        live = (log_scale > -jnp.inf)[:, None]
+        matrix = jnp.where(live, matrix / jnp.where(rows > 0, rows, 1)[:, None], 0)
+        top = jax.lax.stop_gradient(finite_or_zero(jnp.max(log_scale)))
+        return ScaledMatrix(matrix, log_scale - top)
 
     def act(self, state: Float[Array, " K"], element: ScaledMatrix) -> Float[Array, " K"]:
         return predict(state, *element)
@@ -401,6 +413,7 @@ class AbstractHMMBackward(AbstractMonoid):
     restarts: eqx.AbstractVar[bool]
 
     action_direction: ClassVar[ActionDirection] = "reverse"
+    lifts: ClassVar[bool] = True
 
     @abc.abstractmethod
     def _weights(self, x) -> tuple[Array, Array, Array]:
@@ -577,6 +590,7 @@ class AbstractLogMatrixMonoid(AbstractMonoid):
     log_sum: eqx.AbstractClassVar[bool]
 
     action_direction: ClassVar[ActionDirection] = "forward"
+    lifts: ClassVar[bool] = True
 
     def lift(self, x: Float[Array, " K"] | LogMatrix) -> LogMatrix:
         """One step as an element: `(log_transition_matrix, x)`, or `x` itself when no
@@ -597,6 +611,16 @@ class AbstractLogMatrixMonoid(AbstractMonoid):
         eye = jnp.eye(k, dtype=bool)
         matrix = jnp.where(eye, 0, -jnp.inf).astype(like.matrix.dtype)
         return LogMatrix(matrix, jnp.zeros((k,), like.offset.dtype))
+
+    def canonical(self, element: LogMatrix) -> LogMatrix:
+        r"""The normal form: rows of $W$ with maximum $0$ (or all $-\infty$, with
+        $r_i = -\infty$), $\max_i r_i = 0$. Equal elements have equal normal forms."""
+        matrix, offset = element
+        rows = jnp.max(matrix, axis=-1)
+        offset = offset + rows
+        live = (offset > -jnp.inf)[:, None]
+        matrix = jnp.where(live, matrix - finite_or_zero(rows)[:, None], -jnp.inf)
+        return LogMatrix(matrix, _max_normalise(offset))
 
     def act(self, state: Float[Array, " K"], element: LogMatrix) -> Float[Array, " K"]:
         matrix, offset = element
