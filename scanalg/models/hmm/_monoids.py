@@ -479,9 +479,10 @@ class HMMBackward(AbstractHMMBackward):
         filtered, matrix = self._parts(x)
         columns = matrix.T @ filtered
         ratio = state / jnp.where(columns > 0, columns, 1)
-        # (`sum(A * r, axis=1)`, not `A @ r`: XLA:CPU fuses it into the loop step; about
-        # 1.5x faster per step at K = 5.)
-        moved = filtered * jnp.sum(matrix * ratio[None, :], axis=1)
+        # (`A @ r`, not the fusible `sum(A * r, axis=1)`: under `jit(vmap(...))` in
+        # float32, XLA:CPU (jax 0.10.2) miscompiles `f * sum(A * r, axis=1)` for some
+        # batch sizes (wrong rows from 2^15 scalars on; tests/test_hmm_numerics.py).)
+        moved = filtered * (matrix @ ratio)
         if restart is not None:
             moved = jnp.where(restart, filtered * jnp.sum(state), moved)
         return normalise(moved)
@@ -520,7 +521,7 @@ class HMMLogBackward(AbstractHMMBackward):
         x, restart = self._split(x)
         weights, columns, filtered = self._weights(x)
         ratio = state / jnp.where(columns > 0, columns, 1)
-        moved = jnp.sum(weights * ratio[None, :], axis=1)
+        moved = weights @ ratio
         if restart is not None:
             moved = jnp.where(restart, filtered * jnp.sum(state), moved)
         return normalise(moved)
