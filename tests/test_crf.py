@@ -503,7 +503,7 @@ def test_bad_input():
         crf.log_partition(psi[0])
     with pytest.raises(ValueError, match="`k`"):
         crf.kbest(psi, u, k=0)
-    with pytest.raises(ValueError, match="`k`"):
+    with pytest.raises(TypeError, match="`k`"):
         crf.kbest(psi, u, k=2.0)
     with pytest.raises(TypeError, match="`semiring`"):
         crf.path_sum(psi, u, semiring="log")

@@ -45,7 +45,6 @@ concerned alone.
 """
 
 import functools
-import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -63,7 +62,7 @@ from ..._numerics import (
 )
 from ..._scan import scan
 from ..._segments import Segments
-from ..._validate import distribution_problem, float_dtype, positive_count
+from ..._validate import checks_arguments, distribution_problem, float_dtype, positive_count
 from ...monoids import FiniteFunction
 from ._forms import (
     AbstractForm,
@@ -175,24 +174,18 @@ class RaggedHMMPosterior(NamedTuple):
 # --------------------------------------------------------------------------------------
 
 
-def _checked(fn: Callable) -> Callable:
-    """Check a public function's arguments before anything else sees them (a runtime
-    type checker included): a `ValueError` at trace time for arrays of the wrong shapes,
-    naming the argument; `lengths` checked against the data (`Segments.check`: concrete
-    lengths at once); `num_samples` a Python `int` >= 1."""
-    signature = inspect.signature(fn)
+def _check_arguments(arguments: dict) -> None:
+    """A `ValueError` at trace time for arrays of the wrong shapes, naming the argument;
+    `lengths` checked against the data (`Segments.check`: concrete lengths at once);
+    `num_samples` and `k` whole numbers >= 1."""
+    t = _check_shapes(*(arguments[name] for name in _ARRAYS))
+    arguments["lengths"] = Segments.check(arguments.get("lengths"), t)
+    for count in ("num_samples", "k"):
+        if arguments.get(count) is not None:
+            arguments[count] = positive_count(arguments[count], count)
 
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        bound = signature.bind(*args, **kwargs)
-        arguments = bound.arguments
-        t = _check_shapes(*(arguments[name] for name in _ARRAYS))
-        arguments["lengths"] = Segments.check(arguments.get("lengths"), t)
-        if arguments.get("num_samples") is not None:
-            arguments["num_samples"] = positive_count(arguments["num_samples"], "num_samples")
-        return fn(*bound.args, **bound.kwargs)
 
-    return wrapper
+_checked = checks_arguments(_check_arguments)
 
 
 _ARRAYS = ("initial_probs", "transition_matrix", "log_likelihoods")
