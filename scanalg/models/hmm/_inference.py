@@ -185,7 +185,7 @@ def _check_arguments(arguments: dict) -> None:
             arguments[count] = positive_count(arguments[count], count)
 
 
-_checked = checks_arguments(_check_arguments)
+checked = checks_arguments(_check_arguments)
 
 
 _ARRAYS = ("initial_probs", "transition_matrix", "log_likelihoods")
@@ -238,9 +238,9 @@ def _dense_now(a, lengths, num_timesteps):
     return dense(Model(pi, a, ll, Segments(lengths, num_timesteps)))
 
 
-def _model(initial_probs, transition_matrix, log_likelihoods, lengths) -> Model:
+def validated_model(initial_probs, transition_matrix, log_likelihoods, lengths) -> Model:
     """Check values (with `error_if`; the shapes are checked before tracing by
-    `_checked`) and cast to one dtype."""
+    `checked`) and cast to one dtype."""
     pi = jnp.asarray(initial_probs)
     a = jnp.asarray(transition_matrix)
     ll = jnp.asarray(log_likelihoods)
@@ -434,7 +434,7 @@ def _with_form(model: Model, exact: bool | None, body: Callable[[AbstractForm], 
 
 @eqx.filter_jit
 def _filter(pi, a, ll, lengths, exact, method):
-    model = _model(pi, a, ll, lengths)
+    model = validated_model(pi, a, ll, lengths)
     out = _with_form(model, exact, lambda form: _forward(form, method))
     if model.segs.single:
         return HMMPosteriorFiltered(out.loglik[0], out.filtered, out.predicted)
@@ -443,7 +443,7 @@ def _filter(pi, a, ll, lengths, exact, method):
 
 @eqx.filter_jit
 def _smoother(pi, a, ll, lengths, exact, method):
-    model = _model(pi, a, ll, lengths)
+    model = validated_model(pi, a, ll, lengths)
 
     def body(form: AbstractForm) -> RaggedHMMPosterior:
         forward = _forward(form, method)
@@ -466,7 +466,7 @@ def _smoother(pi, a, ll, lengths, exact, method):
 
 @eqx.filter_jit
 def _posterior_sample(key, pi, a, ll, lengths, exact, method, num_samples):
-    model = _model(pi, a, ll, lengths)
+    model = validated_model(pi, a, ll, lengths)
     n = model.ll.shape[0]
     shape = (n,) if num_samples is None else (num_samples, n)
     u = jax.random.uniform(key, shape, model.ll.dtype)
@@ -485,7 +485,7 @@ def _posterior_sample(key, pi, a, ll, lengths, exact, method, num_samples):
 
 @eqx.filter_jit
 def _posterior_mode(pi, a, ll, lengths, method):
-    return _mode(_model(pi, a, ll, lengths), method)
+    return _mode(validated_model(pi, a, ll, lengths), method)
 
 
 # --------------------------------------------------------------------------------------
@@ -493,7 +493,7 @@ def _posterior_mode(pi, a, ll, lengths, method):
 # --------------------------------------------------------------------------------------
 
 
-@_checked
+@checked
 def hmm_filter(
     initial_probs: Float[ArrayLike, " num_states"],
     transition_matrix: _Transitions,
@@ -534,7 +534,7 @@ def hmm_filter(
     return _filter(initial_probs, transition_matrix, log_likelihoods, lengths, exact, method)
 
 
-@_checked
+@checked
 def hmm_smoother(
     initial_probs: Float[ArrayLike, " num_states"],
     transition_matrix: _Transitions,
@@ -568,7 +568,7 @@ def hmm_smoother(
     return _smoother(initial_probs, transition_matrix, log_likelihoods, lengths, exact, method)
 
 
-@_checked
+@checked
 def hmm_posterior_sample(
     key: PRNGKeyArray,
     initial_probs: Float[ArrayLike, " num_states"],
@@ -616,7 +616,7 @@ def hmm_posterior_sample(
     )
 
 
-@_checked
+@checked
 def hmm_posterior_mode(
     initial_probs: Float[ArrayLike, " num_states"],
     transition_matrix: _Transitions,

@@ -22,7 +22,7 @@ from ...semirings import (
     chain_layout,
     chain_sum,
 )
-from ._inference import _checked, _model
+from ._inference import checked, validated_model
 
 _Transitions = (
     Float[Array, "num_states num_states"]
@@ -32,14 +32,14 @@ _Transitions = (
 
 def _chain(initial_probs, transition_matrix, log_likelihoods, lengths):
     """The chain's `(unaries, log_transitions, layout)`, the values checked as for every
-    HMM function (`_model`)."""
-    model = _model(initial_probs, transition_matrix, log_likelihoods, lengths)
+    HMM function (`validated_model`)."""
+    model = validated_model(initial_probs, transition_matrix, log_likelihoods, lengths)
     layout: ChainLayout = chain_layout(lengths, model.ll.shape[0])
     unaries = model.ll + jnp.where(layout.starts[:, None], safe_log(model.pi)[None], 0)
     return unaries, safe_log(model.a), layout
 
 
-@_checked
+@checked
 @eqx.filter_jit
 def hmm_posterior_entropy(
     initial_probs: Float[Array, " num_states"],
@@ -76,7 +76,7 @@ def hmm_posterior_entropy(
     return h[0] if layout.single else h
 
 
-@_checked
+@checked
 @eqx.filter_jit
 def hmm_posterior_kbest(
     initial_probs: Float[Array, " num_states"],
