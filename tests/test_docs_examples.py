@@ -150,7 +150,13 @@ def test_examples_in_docs_exist():
     assert not missing, f"the docs mention examples that do not exist: {missing}"
 
 
-_PUBLIC_MODULES = ("scanalg", "scanalg.monoids", "scanalg.laws", "scanalg.strategies", "scanalg.kit")
+_PUBLIC_MODULES = (
+    "scanalg",
+    "scanalg.monoids",
+    "scanalg.laws",
+    "scanalg.strategies",
+    "scanalg.kit",
+)
 
 
 def _public_names(module) -> list[str]:
