@@ -221,3 +221,14 @@ def test_gradients():
             fd = (plus - minus) / (2 * h)
             analytic = sum(jnp.vdot(g, d) for g, d in zip(grads, dirs))
             np.testing.assert_allclose(fd, analytic, rtol=1e-7, atol=1e-9)
+
+
+def test_concrete_model_closed_over_under_jit_and_vmap():
+    """A model whose arrays are concrete constants inside a user's `jit` or `vmap` (the
+    numerical form is chosen from them while tracing) gives the direct call's answer."""
+    pi, a, ll = (jnp.asarray(x) for x in random_hmm(np.random.default_rng(7), 6, 3))
+    direct = hmm.hmm_filter(pi, a, ll).marginal_loglik
+    jitted = jax.jit(lambda x: hmm.hmm_filter(pi, a, x).marginal_loglik)(ll)
+    vmapped = jax.vmap(lambda x: hmm.hmm_filter(pi, a, x).marginal_loglik)(ll[None])
+    np.testing.assert_allclose(jitted, direct, rtol=1e-12)
+    np.testing.assert_allclose(vmapped[0], direct, rtol=1e-12)

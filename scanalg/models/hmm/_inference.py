@@ -227,7 +227,9 @@ def _exact(transition_matrix, lengths, num_timesteps: int) -> bool | None:
         return None
     if not jnp.issubdtype(jnp.result_type(transition_matrix), jnp.inexact):
         return None
-    return not bool(_dense_now(jnp.asarray(transition_matrix), lengths, num_timesteps))
+    # (evaluated now, also when called while tracing, under an outer `jit` or `vmap`)
+    with jax.ensure_compile_time_eval():
+        return not bool(_dense_now(jnp.asarray(transition_matrix), lengths, num_timesteps))
 
 
 @functools.partial(jax.jit, static_argnums=2)
