@@ -13,8 +13,12 @@ from .models.hmm import (
     RaggedHMMPosterior as RaggedHMMPosterior,
     RaggedHMMPosteriorFiltered as RaggedHMMPosteriorFiltered,
     ScaledMatrix as ScaledMatrix,
+    compute_transition_probs as compute_transition_probs,
+    hmm_backward_filter as hmm_backward_filter,
     hmm_filter as hmm_filter,
+    hmm_fixed_lag_smoother as hmm_fixed_lag_smoother,
     hmm_posterior_mode as hmm_posterior_mode,
     hmm_posterior_sample as hmm_posterior_sample,
     hmm_smoother as hmm_smoother,
+    hmm_two_filter_smoother as hmm_two_filter_smoother,
 )
