@@ -1,15 +1,20 @@
 """Shared machinery of the ported dynamax suites: the scan methods they run for, and
-scanalg's functions with dynamax's signatures, bound to one method (built once per
-method, so every case with the same shapes reuses one compiled function)."""
+scanalg's functions with dynamax's signatures, bound to one method and jitted once per
+method, so every case with the same shapes reuses one compiled function.
+
+The suites compile each function for every method and every shape that dynamax's tests
+use (about 150 programs). They are compiled with XLA's cheap code generation
+(`FAST_COMPILE`: no LLVM optimisation, no fusion emitters): about 4x less compile time,
+the same results to rounding, and these problems are far too small for the generated
+code's speed to matter. (The rest of the suite tests scanalg with default compilation.)
+"""
 
 import contextlib
 import dataclasses
 import functools
 import types
 
-import equinox as eqx
 import jax
-import pytest
 from helpers import all_methods
 
 import scanalg
@@ -23,17 +28,59 @@ METHODS = tuple(all_methods) + tuple(
 IDS = [repr(m) for m in METHODS]
 
 
-def method_fixture(scope="function"):
-    """A fixture parametrised over `METHODS`."""
-    return pytest.fixture(scope=scope, params=METHODS, ids=IDS)(lambda request: request.param)
+# The suite's promotion settings (strict, when the suite sets them), for scanalg's code.
+_SUITE_RANK_PROMOTION = jax.config.jax_numpy_rank_promotion
+_SUITE_DTYPE_PROMOTION = jax.config.jax_numpy_dtype_promotion
+
+
+@contextlib.contextmanager
+def permissive():
+    """dynamax's code (its tests' setup, references and assertions) relies on implicit
+    rank and dtype promotion, which the suite's strict settings forbid."""
+    with jax.numpy_rank_promotion("allow"), jax.numpy_dtype_promotion("standard"):
+        yield
+
+
+def suite_settings(fn):
+    """`fn` run under the suite's promotion settings, wherever it is called from."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with (
+            jax.numpy_rank_promotion(_SUITE_RANK_PROMOTION),
+            jax.numpy_dtype_promotion(_SUITE_DTYPE_PROMOTION),
+        ):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+FAST_COMPILE = {
+    "xla_backend_optimization_level": 0,
+    "xla_llvm_disable_expensive_passes": True,
+    "xla_cpu_use_fusion_emitters": False,
+}
+
+
+def fast_jit(fn, **kwargs):
+    """`jax.jit` with `FAST_COMPILE`."""
+    return jax.jit(fn, compiler_options=FAST_COMPILE, **kwargs)
+
+
+_jit = fast_jit
 
 
 @functools.cache
 def hmm_api(method) -> types.SimpleNamespace:
-    """scanalg's HMM functions as dynamax's `inference` module has them, with `method`."""
+    """scanalg's HMM functions with dynamax's signatures (as its `inference` module has
+    them) and `method` bound. The transition function of `transition_fn=` is evaluated
+    outside the `jit` (it is not an array), as `dynamax_signature` does."""
 
-    def bind(fn, **kwargs):
-        return hmm_signature(**kwargs)(functools.partial(fn, method=method))
+    def bind(fn, *, static=(), **kwargs):
+        if getattr(fn, "__dynamax_signature__", False):
+            fn = fn.__wrapped__  # (jit the function itself; the signature goes outside)
+        jitted = _jit(functools.partial(fn, method=method), static_argnames=static)
+        return suite_settings(hmm_signature(**kwargs)(jitted))
 
     hmm = scanalg.hmm
     return types.SimpleNamespace(
@@ -41,19 +88,23 @@ def hmm_api(method) -> types.SimpleNamespace:
         hmm_smoother=bind(hmm.hmm_smoother, compute_trans_probs=True),
         hmm_posterior_sample=bind(hmm.hmm_posterior_sample),
         hmm_posterior_mode=bind(hmm.hmm_posterior_mode),
-        hmm_backward_filter=functools.partial(hmm.hmm_backward_filter, method=method),
-        hmm_two_filter_smoother=functools.partial(hmm.hmm_two_filter_smoother, method=method),
-        hmm_fixed_lag_smoother=functools.partial(hmm.hmm_fixed_lag_smoother, method=method),
-        compute_transition_probs=hmm.compute_transition_probs,
+        hmm_backward_filter=bind(hmm.hmm_backward_filter),
+        hmm_two_filter_smoother=bind(hmm.hmm_two_filter_smoother, compute_trans_probs=True),
+        hmm_fixed_lag_smoother=bind(hmm.hmm_fixed_lag_smoother, static=("window_size",)),
+        compute_transition_probs=suite_settings(hmm.compute_transition_probs),
     )
 
 
 @functools.cache
 def lgssm_api(method) -> types.SimpleNamespace:
-    """scanalg's LGSSM functions with dynamax's signatures and `method`, jitted."""
+    """scanalg's LGSSM functions with dynamax's signatures and `method` bound, jitted."""
 
     def bind(fn, **kwargs):
-        return eqx.filter_jit(lgssm_signature(**kwargs)(functools.partial(fn, method=method)))
+        if getattr(fn, "__dynamax_signature__", False):
+            fn = fn.__wrapped__
+        return suite_settings(
+            _jit(lgssm_signature(**kwargs)(functools.partial(fn, method=method)))
+        )
 
     lgssm = scanalg.lgssm
     return types.SimpleNamespace(
@@ -61,14 +112,6 @@ def lgssm_api(method) -> types.SimpleNamespace:
         lgssm_smoother=bind(lgssm.lgssm_smoother),
         lgssm_posterior_sample=bind(lgssm.lgssm_posterior_sample, jitter=True),
     )
-
-
-@contextlib.contextmanager
-def permissive():
-    """dynamax and TFP (the references) rely on implicit rank and dtype promotion, which
-    the suite's strict settings forbid; scanalg's code runs outside this block."""
-    with jax.numpy_rank_promotion("allow"), jax.numpy_dtype_promotion("standard"):
-        yield
 
 
 def as_dict(posterior) -> dict:

@@ -1,14 +1,44 @@
+# ruff: noqa: E501, E402, F401, F811, I001, UP039
+# fmt: off
 """
 Tests for the HMM inference functions.
+
+scanalg: dynamax 1.0.3's `hidden_markov_model/inference_test.py` (MIT licence, the
+dynamax authors), run against scanalg for every scan method. dynamax 1.0.3 has no
+`hidden_markov_model/parallel_inference_test.py`: its parallel HMM tests are the
+`test_parallel_*` functions below. Every change is marked `# scanalg:`; every
+assertion, reference, size and tolerance is dynamax's.
+
+- A test of `core.f` takes the fixture `core`: scanalg's functions with dynamax's
+  signatures and `method=` bound (`dynamax_port_helpers.hmm_api`), so its body is
+  dynamax's. A `test_parallel_*` test takes `parallel` instead: scanalg is then the
+  function under test and dynamax's sequential `core` stays the reference.
+- dynamax's code (setup, references, assertions) runs with JAX's default promotion
+  rules, scanalg's under the suite's (see `conftest.py`).
 """
 import itertools as it
 import jax.numpy as jnp
 import jax.random as jr
+import pytest
 from jax import vmap
 
-import dynamax.hidden_markov_model.inference as core
-import dynamax.hidden_markov_model.parallel_inference as parallel
-from jax.scipy.special import logsumexp
+pytest.importorskip("dynamax")  # scanalg: skipped without the `oracle` extra
+import dynamax.hidden_markov_model.inference as core  # noqa: E402
+import dynamax.hidden_markov_model.parallel_inference as parallel  # noqa: E402, F401
+from dynamax_port_helpers import METHODS, IDS, hmm_api  # noqa: E402
+from jax.scipy.special import logsumexp  # noqa: E402
+
+
+# scanalg: the functions under test, for every method.
+@pytest.fixture(params=METHODS, ids=IDS, name="core")
+def scanalg_core(request):
+    return hmm_api(request.param)
+
+
+@pytest.fixture(params=METHODS, ids=IDS, name="parallel")
+def scanalg_parallel(request):
+    return hmm_api(request.param)
+
 
 def big_log_joint(initial_probs, transition_matrix, log_likelihoods):
     """Compute the big log joint probability array
@@ -67,7 +97,7 @@ def random_hmm_args_nonstationary(key, num_timesteps, num_states, scale=1.0):
 
 
 
-def test_hmm_filter(key=0, num_timesteps=3, num_states=2):
+def test_hmm_filter(core, key=0, num_timesteps=3, num_states=2):  # scanalg: + core
     """
     Test the HMM filter function.
     """
@@ -128,7 +158,7 @@ def test_hmm_filter(key=0, num_timesteps=3, num_states=2):
 #     assert iterate_test(keys[0])
 
 
-def test_two_filter_smoother(key=0, num_timesteps=5, num_states=2):
+def test_two_filter_smoother(core, key=0, num_timesteps=5, num_states=2):  # scanalg: + core
     """
     Test the two-filter smoother function.
     """
@@ -151,7 +181,7 @@ def test_two_filter_smoother(key=0, num_timesteps=5, num_states=2):
         assert jnp.allclose(posterior.smoothed_probs[t], smoothed_probs_t, atol=1e-4)
 
 
-def test_hmm_smoother(key=0, num_timesteps=5, num_states=2):
+def test_hmm_smoother(core, key=0, num_timesteps=5, num_states=2):  # scanalg: + core
     """
     Test the HMM smoother function.
     """
@@ -173,7 +203,7 @@ def test_hmm_smoother(key=0, num_timesteps=5, num_states=2):
         smoothed_probs_t = jnp.sum(joint, axis=tuple(jnp.arange(t)) + tuple(jnp.arange(t + 1, num_timesteps)))
         assert jnp.allclose(posterior.smoothed_probs[t], smoothed_probs_t, atol=1e-4)
 
-def test_two_filter_vs_smoother_nonstationary(key=0, num_timesteps=6, num_states=3):
+def test_two_filter_vs_smoother_nonstationary(core, key=0, num_timesteps=6, num_states=3):  # scanalg: + core
     key = jr.PRNGKey(key)
     init, A_t, log_lkhds = random_hmm_args_nonstationary(key, num_timesteps, num_states)
 
@@ -184,7 +214,7 @@ def test_two_filter_vs_smoother_nonstationary(key=0, num_timesteps=6, num_states
 
 
 
-def test_hmm_fixed_lag_smoother(key=0, num_timesteps=5, num_states=2):
+def test_hmm_fixed_lag_smoother(core, key=0, num_timesteps=5, num_states=2):  # scanalg: + core
     """
     Test the HMM fixed-lag smoother function.
     """
@@ -206,7 +236,7 @@ def test_hmm_fixed_lag_smoother(key=0, num_timesteps=5, num_states=2):
     assert jnp.allclose(posterior.smoothed_probs, posterior_fl.smoothed_probs[-1], atol=1e-3)
 
 
-def test_compute_transition_probs(key=0, num_timesteps=5, num_states=2):
+def test_compute_transition_probs(core, key=0, num_timesteps=5, num_states=2):  # scanalg: + core
     """
     Test the transition probability computation function
     """
@@ -231,7 +261,7 @@ def test_compute_transition_probs(key=0, num_timesteps=5, num_states=2):
     assert jnp.allclose(sum_trans_probs, sum_trans_probs_t, atol=1e-3)
 
 
-def test_hmm_posterior_mode(key=0, num_timesteps=5, num_states=2):
+def test_hmm_posterior_mode(core, key=0, num_timesteps=5, num_states=2):  # scanalg: + core
     """
     Test the HMM posterior mode function.
     """
@@ -251,7 +281,7 @@ def test_hmm_posterior_mode(key=0, num_timesteps=5, num_states=2):
     assert jnp.all(mode == mode_t)
 
 
-def test_hmm_smoother_stability(key=0, num_timesteps=10000, num_states=100, scale=100.0):
+def test_hmm_smoother_stability(core, key=0, num_timesteps=10000, num_states=100, scale=100.0):  # scanalg: + core
     """
     Test the HMM smoother function with a large number of states and timesteps.
     """
@@ -266,7 +296,7 @@ def test_hmm_smoother_stability(key=0, num_timesteps=10000, num_states=100, scal
     assert jnp.all(jnp.isfinite(posterior.smoothed_probs))
     assert jnp.allclose(posterior.smoothed_probs.sum(1), 1.0)
 
-def test_hmm_non_stationary(key=0, num_timesteps=10, num_states=5, scale=1):
+def test_hmm_non_stationary(core, key=0, num_timesteps=10, num_states=5, scale=1):  # scanalg: + core
     """
     Test the HMM functions with time-varying transition matrices.
     """
@@ -305,7 +335,7 @@ def test_hmm_non_stationary(key=0, num_timesteps=10, num_states=5, scale=1):
     assert jnp.allclose(sample, sample2)
 
 
-def test_parallel_filter(key=0, num_timesteps=100, num_states=3):
+def test_parallel_filter(parallel, key=0, num_timesteps=100, num_states=3):  # scanalg: + parallel
     """
     Test the parallel HMM filter function
     """
@@ -324,7 +354,7 @@ def test_parallel_filter(key=0, num_timesteps=100, num_states=3):
     assert jnp.allclose(posterior.predicted_probs, posterior2.predicted_probs, atol=1e-1)
 
 
-def test_parallel_smoother(key=0, num_timesteps=100, num_states=3):
+def test_parallel_smoother(parallel, key=0, num_timesteps=100, num_states=3):  # scanalg: + parallel
     """ 
     Test the parallel HMM smoother function
     """
@@ -339,8 +369,8 @@ def test_parallel_smoother(key=0, num_timesteps=100, num_states=3):
     assert jnp.allclose(posterior.smoothed_probs, posterior2.smoothed_probs, atol=1e-1)
 
 
-def test_parallel_posterior_sample(
-        key=0, num_timesteps=5, num_states=2, eps=1e-3, 
+def test_parallel_posterior_sample(  # scanalg: + parallel
+        parallel, key=0, num_timesteps=5, num_states=2, eps=1e-3, 
         num_samples=1000000, num_iterations=5
     ):
     """
@@ -368,7 +398,7 @@ def test_parallel_posterior_sample(
 
 
 
-def test_hmm_posterior_sample_nonstationary():
+def test_hmm_posterior_sample_nonstationary(core):  # scanalg: + core
     """Check HMM posterior sampling transition indexing:
     transitions[t] connects states[t] and states[t + 1].
     """
@@ -379,7 +409,7 @@ def test_hmm_posterior_sample_nonstationary():
     assert states[1] != states[2]
 
 
-def test_hmm_fixed_lag_smoother_nonstationary():
+def test_hmm_fixed_lag_smoother_nonstationary(core):  # scanalg: + core
     """Check HMM fixed-lag smoothing transition indexing:
     both messages use transition index t - 1 at time t.
     """

@@ -1,7 +1,22 @@
+# ruff: noqa: E501, E402, F401, F811, I001, UP039
+# fmt: off
 """
 Tests for the inference methods of the Linear Gaussian State Space Model.
+
+scanalg: dynamax 1.0.3's `linear_gaussian_ssm/inference_test.py` (MIT licence, the
+dynamax authors), run against scanalg for every scan method. Every change is marked
+`# scanalg:`; every assertion, reference, size and tolerance is dynamax's. What dynamax
+computed in the class body with its own smoother and sampler (the quantities under
+test) is computed by the class fixture `under_test`, once per method, with scanalg's
+`lgssm_smoother` and `lgssm_posterior_sample` (`dynamax_port_helpers.lgssm_api`);
+the data, the TFP reference and the dense joint-Gaussian reference stay dynamax's.
+dynamax's code runs with JAX's default promotion rules, scanalg's under the suite's
+(see `conftest.py`).
 """
 import pytest
+
+pytest.importorskip("dynamax")  # scanalg: skipped without the `oracle` extra
+from dynamax_port_helpers import lgssm_api
 
 import jax.scipy.linalg as jla
 import jax.numpy as jnp
@@ -142,10 +157,12 @@ class TestFilteringAndSmoothing:
     # Construct an LGSSM with simple dynamics and emissions
     mu0 = jnp.array([0.0, 0.0, 0.0, 0.0])
     Sigma0 = jnp.eye(state_dim) * 0.1
+    # scanalg: the suite runs in float64; a float32 F (exact: its entries are 0 and 1)
+    # would mix precisions, which TFP's reference model refuses.
     F = jnp.array([[1, 0, 1, 0],
                     [0, 1, 0, 1],
                     [0, 0, 1, 0],
-                    [0, 0, 0, 1]], dtype=jnp.float32)
+                    [0, 0, 0, 1]], dtype=jnp.float64)
     Q = jnp.eye(state_dim) * 0.001
     H = jnp.array([[1.0, 0, 0, 0],
                      [0, 1.0, 0, 0]])
@@ -163,18 +180,27 @@ class TestFilteringAndSmoothing:
     # Sample random emissions
     _, emissions = lgssm.sample(params, k2, num_timesteps)
 
-    # Run the smoother with the full covariance parameterization
-    posterior = lgssm.smoother(params, emissions)
-
-    # Run the smoother with the diagonal covariance parameterization
+    # scanalg: the diagonal parameters stay here; `posterior`, `ssm_posterior_diag` and
+    # `samples` (dynamax's smoother and sampler) are computed by `under_test`.
     params_diag = flatten_diagonal_emission_cov(params)
-    ssm_posterior_diag = lgssm.smoother(params_diag, emissions)
 
-    # Sample from the posterior distribution
-    posterior_sample = partial(lgssm.posterior_sample, 
-                                params=params, 
-                                emissions=emissions)
-    samples = vmap(posterior_sample)(jr.split(k3, num_samples))
+    @pytest.fixture(autouse=True, scope="class")
+    @classmethod
+    def under_test(cls, method):  # scanalg: dynamax's lines, scanalg's functions
+        api = lgssm_api(method)
+        params, emissions = cls.params, cls.emissions
+
+        # Run the smoother with the full covariance parameterization
+        cls.posterior = api.lgssm_smoother(params, emissions)
+
+        # Run the smoother with the diagonal covariance parameterization
+        cls.ssm_posterior_diag = api.lgssm_smoother(cls.params_diag, emissions)
+
+        # Sample from the posterior distribution
+        posterior_sample = partial(api.lgssm_posterior_sample,
+                                    params=params,
+                                    emissions=emissions)
+        cls.samples = vmap(posterior_sample)(jr.split(cls.k3, cls.num_samples))
         
     def test_smoother_vs_tfp(self):
         """Test that the dynamax and TFP implementations of the Kalman filter are consistent."""

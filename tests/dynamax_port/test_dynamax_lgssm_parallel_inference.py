@@ -1,6 +1,22 @@
+# ruff: noqa: E501, E402, F401, F811, I001, UP039
+# fmt: off
 """
 Tests for parallel inference in linear Gaussian SSMs.
+
+scanalg: dynamax 1.0.3's `linear_gaussian_ssm/parallel_inference_test.py` (MIT licence,
+the dynamax authors), run against scanalg for every scan method. Every change is marked
+`# scanalg:`; every assertion, reference, size and tolerance is dynamax's. dynamax's
+sequential smoother and sampler stay the references; what dynamax computed with its
+*parallel* functions (the quantities under test) is computed by each class's fixture
+`under_test`, once per method, with scanalg's `lgssm_smoother` and
+`lgssm_posterior_sample` (`dynamax_port_helpers.lgssm_api`). dynamax's code runs with
+JAX's default promotion rules, scanalg's under the suite's (see `conftest.py`).
 """
+import pytest
+
+pytest.importorskip("dynamax")  # scanalg: skipped without the `oracle` extra
+from dynamax_port_helpers import lgssm_api
+
 import jax.numpy as jnp
 import jax.random as jr
 
@@ -120,8 +136,14 @@ class TestParallelLGSSMSmoother:
     _, emissions = lgssm_joint_sample(params, key, num_timesteps)
 
     serial_posterior = serial_lgssm_smoother(params, emissions)
-    parallel_posterior = parallel_lgssm_smoother(params, emissions)
-    parallel_posterior_diag = parallel_lgssm_smoother(params_diag, emissions)
+
+    @pytest.fixture(autouse=True, scope="class")
+    @classmethod
+    def under_test(cls, method):  # scanalg: dynamax's lines, scanalg's smoother
+        parallel_lgssm_smoother = lgssm_api(method).lgssm_smoother
+        params, params_diag, emissions = cls.params, cls.params_diag, cls.emissions
+        cls.parallel_posterior = parallel_lgssm_smoother(params, emissions)
+        cls.parallel_posterior_diag = parallel_lgssm_smoother(params_diag, emissions)
 
     def test_filtered_means(self):
         """Check if filtered means are close."""
@@ -166,8 +188,14 @@ class TestParallelLGSSMSmootherWithLargeInitMean:
     _, emissions = lgssm_joint_sample(params, key, num_timesteps)
 
     serial_posterior = serial_lgssm_smoother(params, emissions)
-    parallel_posterior = parallel_lgssm_smoother(params, emissions)
-    parallel_posterior_diag = parallel_lgssm_smoother(params_diag, emissions)
+
+    @pytest.fixture(autouse=True, scope="class")
+    @classmethod
+    def under_test(cls, method):  # scanalg: dynamax's lines, scanalg's smoother
+        parallel_lgssm_smoother = lgssm_api(method).lgssm_smoother
+        params, params_diag, emissions = cls.params, cls.params_diag, cls.emissions
+        cls.parallel_posterior = parallel_lgssm_smoother(params, emissions)
+        cls.parallel_posterior_diag = parallel_lgssm_smoother(params_diag, emissions)
 
     def test_filtered_means(self):
         """Check if filtered means are close."""
@@ -210,8 +238,15 @@ class TestParallelLGSSMSmootherWithInputs:
     _, emissions = lgssm_joint_sample(params, key, num_timesteps, inputs)
 
     serial_posterior = serial_lgssm_smoother(params, emissions, inputs)
-    parallel_posterior = parallel_lgssm_smoother(params, emissions, inputs)
-    parallel_posterior_diag = parallel_lgssm_smoother(params_diag, emissions, inputs)
+
+    @pytest.fixture(autouse=True, scope="class")
+    @classmethod
+    def under_test(cls, method):  # scanalg: dynamax's lines, scanalg's smoother
+        parallel_lgssm_smoother = lgssm_api(method).lgssm_smoother
+        params, params_diag, emissions = cls.params, cls.params_diag, cls.emissions
+        inputs = cls.inputs
+        cls.parallel_posterior = parallel_lgssm_smoother(params, emissions, inputs)
+        cls.parallel_posterior_diag = parallel_lgssm_smoother(params_diag, emissions, inputs)
 
     def test_filtered_means(self):
         """Check if filtered means are close."""
@@ -255,8 +290,14 @@ class TestTimeVaryingParallelLGSSMSmoother:
     _, emissions = lgssm_joint_sample(params, key, num_timesteps)
 
     serial_posterior = serial_lgssm_smoother(params, emissions)
-    parallel_posterior = parallel_lgssm_smoother(params, emissions)
-    parallel_posterior_diag = parallel_lgssm_smoother(params_diag, emissions)
+
+    @pytest.fixture(autouse=True, scope="class")
+    @classmethod
+    def under_test(cls, method):  # scanalg: dynamax's lines, scanalg's smoother
+        parallel_lgssm_smoother = lgssm_api(method).lgssm_smoother
+        params, params_diag, emissions = cls.params, cls.params_diag, cls.emissions
+        cls.parallel_posterior = parallel_lgssm_smoother(params, emissions)
+        cls.parallel_posterior_diag = parallel_lgssm_smoother(params_diag, emissions)
 
     def test_filtered_means(self):
         """Check if filtered means are close."""
@@ -305,12 +346,18 @@ class TestTimeVaryingParallelLGSSMSampler():
 
     serial_samples = vmap(serial_lgssm_posterior_sample, in_axes=(0,None,None))(
                           serial_keys, params, emissions)
-    
-    parallel_samples = vmap(parallel_lgssm_posterior_sample, in_axes=(0, None, None))(
-                            parallel_keys, params, emissions)
-    
-    parallel_samples_diag = vmap(parallel_lgssm_posterior_sample, in_axes=(0, None, None))(
-                                 parallel_keys, params, emissions)
+
+    @pytest.fixture(autouse=True, scope="class")
+    @classmethod
+    def under_test(cls, method):  # scanalg: dynamax's lines, scanalg's sampler
+        parallel_lgssm_posterior_sample = lgssm_api(method).lgssm_posterior_sample
+        parallel_keys, params, emissions = cls.parallel_keys, cls.params, cls.emissions
+
+        cls.parallel_samples = vmap(parallel_lgssm_posterior_sample, in_axes=(0, None, None))(
+                                parallel_keys, params, emissions)
+
+        cls.parallel_samples_diag = vmap(parallel_lgssm_posterior_sample, in_axes=(0, None, None))(
+                                     parallel_keys, params, emissions)
 
     def test_sampled_means(self):
         """Check if sampled means are close."""

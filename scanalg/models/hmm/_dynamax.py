@@ -135,13 +135,16 @@ def dynamax_signature(fn=None, *, compute_trans_probs: bool = False):
     if fn is None:
         return functools.partial(dynamax_signature, compute_trans_probs=compute_trans_probs)
     inner = inspect.signature(fn)
+    if getattr(fn, "__dynamax_signature__", False) or "transition_fn" in inner.parameters:
+        return fn  # (already wrapped)
+    name = getattr(fn, "__name__", repr(fn))
     head = [p for p in inner.parameters.values() if p.kind in _POSITIONAL]
     options = [p for p in inner.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
     inner_names = [p.name for p in head]
     if "log_likelihoods" not in inner_names or "transition_matrix" not in inner_names:
         raise TypeError(
             f"dynamax_signature needs a function taking `transition_matrix` and "
-            f"`log_likelihoods`; {fn.__name__} takes {inner_names}."
+            f"`log_likelihoods`; {name} takes {inner_names}."
         )
     P = inspect.Parameter
     positional = [p.replace(name=_DYNAMAX_NAMES.get(p.name, p.name)) for p in head]
@@ -157,7 +160,7 @@ def dynamax_signature(fn=None, *, compute_trans_probs: bool = False):
             P("compute_trans_probs", P.POSITIONAL_OR_KEYWORD, default=True, annotation=bool)
         )
     aliases = [
-        P(name, P.KEYWORD_ONLY, default=None) for name in _DYNAMAX_NAMES if name in inner_names
+        P(alias, P.KEYWORD_ONLY, default=None) for alias in _DYNAMAX_NAMES if alias in inner_names
     ]
     outer = inner.replace(parameters=positional + aliases + options)
     call_signature = outer.replace(parameters=positional + options)
@@ -171,20 +174,22 @@ def dynamax_signature(fn=None, *, compute_trans_probs: bool = False):
                         f"Got both `{dynamax_name}` and `{scanalg_name}` (the same argument)."
                     )
                 kwargs[dynamax_name] = kwargs.pop(scanalg_name)
-        bound = call_signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        given = bound.arguments
+        given = call_signature.bind(*args, **kwargs).arguments
         num_timesteps, num_states = _num_timesteps_and_states(given["log_likelihoods"])
         matrix = transitions(
-            given["transition_matrix"], given["transition_fn"], num_timesteps, num_states
+            given["transition_matrix"], given.get("transition_fn"), num_timesteps, num_states
         )
-        values = [matrix if p.name == "transition_matrix" else given[p.name] for p in positional]
-        out = fn(*values[: len(head)], **{p.name: given[p.name] for p in options})
-        if compute_trans_probs and not given["compute_trans_probs"]:
+        values = [
+            matrix if p.name == "transition_matrix" else given.get(p.name, p.default)
+            for p in positional[: len(head)]
+        ]
+        out = fn(*values, **{p.name: given[p.name] for p in options if p.name in given})
+        if compute_trans_probs and not given.get("compute_trans_probs", True):
             out = out._replace(trans_probs=None)
         return out
 
     wrapper.__signature__ = outer
+    wrapper.__dynamax_signature__ = True
     return wrapper
 
 

@@ -117,7 +117,7 @@ def as_lgssm_params(params: Any, num_timesteps: int | None = None) -> "_inferenc
     def part(obj, group, field):
         return _of_time(getattr(obj, field, None), f"{group}.{field}", num_timesteps)
 
-    return _inference.LGSSMParams(
+    parts = dict(
         initial_mean=initial.mean,
         initial_cov=initial.cov,
         dynamics_weights=part(dynamics, "dynamics", "weights"),
@@ -129,6 +129,15 @@ def as_lgssm_params(params: Any, num_timesteps: int | None = None) -> "_inferenc
         emissions_bias=part(emissions, "emissions", "bias"),
         emissions_input_weights=part(emissions, "emissions", "input_weights"),
     )
+    # dynamax computes with JAX's standard promotion, so parameters of mixed precision
+    # mean the promoted one: cast to it here, whatever the promotion setting.
+    arrays = [jnp.asarray(x) for x in parts.values() if x is not None]
+    with jax.numpy_dtype_promotion("standard"):
+        dtype = jnp.result_type(*arrays)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        dtype = jnp.result_type(float)
+    parts = {k: None if x is None else jnp.asarray(x).astype(dtype) for k, x in parts.items()}
+    return _inference.LGSSMParams(**parts)
 
 
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
@@ -150,6 +159,9 @@ def dynamax_signature(fn=None, *, jitter: bool = False):
     """
     if fn is None:
         return functools.partial(dynamax_signature, jitter=jitter)
+    if getattr(fn, "__dynamax_signature__", False):
+        return fn  # (already wrapped)
+    name = getattr(fn, "__name__", repr(fn))
     inner = inspect.signature(fn)
     head = [p for p in inner.parameters.values() if p.kind in _POSITIONAL]
     options = [
@@ -160,7 +172,7 @@ def dynamax_signature(fn=None, *, jitter: bool = False):
     if [p.name for p in head][-3:] != ["params", "emissions", "inputs"]:
         raise TypeError(
             "dynamax_signature needs a function taking `params, emissions, inputs` "
-            f"positionally; {fn.__name__} takes {[p.name for p in head]}."
+            f"positionally; {name} takes {[p.name for p in head]}."
         )
     passes_jitter = "jitter" in inner.parameters
     P = inspect.Parameter
@@ -171,20 +183,19 @@ def dynamax_signature(fn=None, *, jitter: bool = False):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        bound = outer.bind(*args, **kwargs)
-        bound.apply_defaults()
-        given = dict(bound.arguments)
-        num_timesteps = jnp.shape(given["emissions"])[0] if jnp.ndim(given["emissions"]) else None
-        given["params"] = as_lgssm_params(given["params"], num_timesteps)
-        extra = {}
-        if jitter:
-            value = given.pop("jitter")
-            if passes_jitter:
-                extra["jitter"] = 0.0 if value is None else value
-            elif not (value is None or (isinstance(value, int | float) and value == 0)):
-                raise TypeError(f"{fn.__name__} takes no `jitter`; got jitter={value!r}.")
-        values = [given[p.name] for p in head]
-        return fn(*values, **{p.name: given[p.name] for p in options}, **extra)
+        given = outer.bind(*args, **kwargs).arguments
+        emissions = given["emissions"]
+        num_timesteps = jnp.shape(emissions)[0] if jnp.ndim(emissions) else None
+        values = [given.get(p.name, p.default) for p in head]
+        values[-3] = as_lgssm_params(values[-3], num_timesteps)
+        extra = {p.name: given[p.name] for p in options if p.name in given}
+        value = given.get("jitter", 0.0)
+        if passes_jitter and "jitter" in given:
+            extra["jitter"] = 0.0 if value is None else value
+        elif not (value is None or (isinstance(value, int | float) and value == 0)):
+            raise TypeError(f"{name} takes no `jitter`; got jitter={value!r}.")
+        return fn(*values, **extra)
 
     wrapper.__signature__ = outer
+    wrapper.__dynamax_signature__ = True
     return wrapper
