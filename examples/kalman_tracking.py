@@ -18,7 +18,9 @@ import scanalg
 
 SMALL = bool(os.environ.get("SCANALG_EXAMPLE_SMALL"))
 T = 200 if SMALL else 2000
-METHODS = ("sequential", "parallel") if SMALL else ("sequential", "parallel", "blocked", "auto")
+# A small run times only "parallel" (main() runs the default, "auto", first anyway).
+METHODS = ("parallel",) if SMALL else ("sequential", "parallel", "blocked", "auto")
+REPEATS = 1 if SMALL else 5
 
 
 def tracking_model(dt=0.1, q=0.5, r=0.3):
@@ -51,7 +53,7 @@ def draw(key, params, emissions, method="auto"):  # 100 posterior trajectories
     return scanalg.lgssm_posterior_sample(key, params, emissions, method=method, num_samples=100)
 
 
-def timed(fn, *args, repeats=5):
+def timed(fn, *args, repeats=REPEATS):
     """(compile seconds, median run seconds) of jax.jit(fn); the first call compiles."""
     jitted, runs = jax.jit(fn), []
     for _ in range(repeats + 1):

@@ -1,4 +1,4 @@
-"""A plausible monoid that is wrong, the law checker's report, and the one-line fix.
+"""A plausible monoid that is wrong, the law checker's report, and the fix.
 
 A running mean looks like "average the running mean with the new value". But the mean
 of two means is only the mean of the data when both halves have the same size, so
@@ -34,7 +34,8 @@ class NaiveMean(AbstractRunningMean):
 class RunningMean(AbstractRunningMean):
     def combine(self, earlier, later):
         (m1, n1), (m2, n2) = earlier, later
-        return m1 + (m2 - m1) * n2 / jnp.maximum(n1 + n2, 1), n1 + n2  # FIX: weight by count
+        weight = (n2 / jnp.maximum(n1 + n2, 1)).astype(m1.dtype)  # FIX: weight by count
+        return m1 + (m2 - m1) * weight, n1 + n2
 
 
 # Elements: a mean in [-10, 10] of between 1 and 100 observations.
@@ -54,9 +55,10 @@ def main():
     else:
         raise SystemExit("expected NaiveMean to fail its laws")
 
-    print("\nThe fix, one line in `combine`: weight each mean by its count.")
+    print("\nThe fix, in `combine`: weight each mean by its count.")
     print("-        return (m1 + m2) / 2, n1 + n2")
-    print("+        return m1 + (m2 - m1) * n2 / jnp.maximum(n1 + n2, 1), n1 + n2")
+    print("+        weight = (n2 / jnp.maximum(n1 + n2, 1)).astype(m1.dtype)")
+    print("+        return m1 + (m2 - m1) * weight, n1 + n2")
 
     laws = scanalg.check_laws(RunningMean(), elements)
     print(f"\nRunningMean passes: {', '.join(law.name for law in laws)}.")

@@ -1,7 +1,7 @@
 """An HMM filter over a million steps, split across devices with `scanalg.Sharded`.
 
 On a host with several accelerators this runs unchanged on them. On a CPU it makes
-8 devices out of the host (`XLA_FLAGS=--xla_force_host_platform_device_count=8`), which
+8 devices out of the host (`jax.config.update("jax_num_cpu_devices", 8)`), which
 share however many cores the host has: the speed-up is bounded by the cores, and the
 sharded scan does about twice the work of the sequential one (a reduction pass, then
 the scan), so a 2-core machine shows no gain while a 16-core one shows some.
@@ -10,10 +10,6 @@ Run: `python examples/sharded_scan.py` (`SCANALG_EXAMPLE_SMALL=1`: T = 10^4).
 """
 
 import os
-
-# Must happen before JAX starts; a no-op where XLA_FLAGS is already set.
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
-
 import time
 
 import jax
@@ -23,6 +19,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import scanalg
 from scanalg.hmm import hmm_filter
+
+# Eight CPU devices; must happen before JAX first uses a device (no effect on GPUs).
+jax.config.update("jax_num_cpu_devices", 8)
 
 T = 10_000 if os.environ.get("SCANALG_EXAMPLE_SMALL") else 1_000_000
 K = 4

@@ -1,11 +1,19 @@
 """scanalg: associative scans as an algebra you can program with."""
 
-from . import hmm as hmm, laws as laws, lgssm as lgssm, monoids as monoids
+from . import (
+    crf as crf,
+    hmm as hmm,
+    laws as laws,
+    lgssm as lgssm,
+    monoids as monoids,
+    semirings as semirings,
+)
 from ._laws import (
     Law as Law,
     LawViolation as LawViolation,
     action_compatibility as action_compatibility,
     action_identity as action_identity,
+    action_input_agrees as action_input_agrees,
     associativity as associativity,
     check_laws as check_laws,
     left_identity as left_identity,
@@ -13,12 +21,14 @@ from ._laws import (
     scan_agrees_with_fold as scan_agrees_with_fold,
 )
 from ._methods import (
+    METHODS as METHODS,
     AbstractScanMethod as AbstractScanMethod,
     Auto as Auto,
     Blocked as Blocked,
     Parallel as Parallel,
     Sequential as Sequential,
     Sharded as Sharded,
+    register_method as register_method,
 )
 from ._monoid import AbstractMonoid as AbstractMonoid
 from ._scan import reduce as reduce, scan as scan

@@ -2,7 +2,7 @@
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, Bool, Float
 
 
 def symmetrize(x: Float[Array, "*b n n"]) -> Float[Array, "*b n n"]:
@@ -37,7 +37,7 @@ def inv_logdet(M: Float[Array, "n n"], fused: bool) -> tuple[Float[Array, "n n"]
     r"""$M^{-1}$ and $\log\lvert\det M\rvert$, with partial pivoting.
 
     By Gauss-Jordan elimination unrolled over the $n$ pivots, for $n \le 8$ (see
-    `cholesky` for why batched LAPACK calls are avoided); by LAPACK otherwise.
+    `psd_cholesky` for why batched LAPACK calls are avoided); by LAPACK otherwise.
     `fused=True` is for one matrix inside a loop (pivot rows swapped by indexing);
     `fused=False` for batches under `vmap`, where indexing would become gathers, so
     rows are swapped by selects.
@@ -70,35 +70,51 @@ def inv_logdet(M: Float[Array, "n n"], fused: bool) -> tuple[Float[Array, "n n"]
     return aug[:, n:], logdet
 
 
-def cholesky(S: Float[Array, "n n"]) -> Float[Array, "n n"]:
-    r"""The lower Cholesky factor $L L^\top = S$ (NaN if $S$ is not positive definite).
+def psd_cholesky(S: Float[Array, "n n"]) -> tuple[Float[Array, "n n"], Bool[Array, ""]]:
+    r"""A lower-triangular $L$ with $L L^\top = S$ for a symmetric positive
+    *semi*-definite $S$, and whether $S$ is not positive semi-definite.
 
-    A loop over the columns in plain array operations for $n \le 8$; LAPACK beyond.
-    Under `vmap` on CPU the batched LAPACK kernels split the batch over XLA's
-    intra-op thread pool and block waiting for it; two such calls running at once
-    can occupy every thread of a small pool and wait for each other for ever (seen
-    on 2 cores with jaxlib 0.10, in `lapack_strsm_ffi`). Small matrices never call
-    them.
+    The Cholesky recursion, except that a pivot that is zero to working precision
+    (at most $4(n+1)\,\epsilon\, S_{jj}$, the rounding of a Schur pivot) gives a zero
+    column of $L$ instead of a division by zero: singular covariances factorise, and
+    $L$ is a square root usable for sampling. The flag is true when a pivot is
+    negative beyond that tolerance, or a zero pivot has a column that is not zero
+    (then $S$ has a negative eigenvalue). Nothing is NaN for finite $S$.
+
+    A loop over the columns in plain array operations (no LAPACK): under `vmap` on
+    CPU, jaxlib's batched LAPACK kernels split the batch over XLA's intra-op thread
+    pool and block waiting for it; two such calls running at once can occupy every
+    thread of a small pool and wait for each other for ever (seen on 2 cores with
+    jaxlib 0.10, in `lapack_strsm_ffi`).
     """
     n = S.shape[-1]
-    if n > _SMALL:
-        return jnp.linalg.cholesky(S)
     rows = jnp.arange(n)
+    tol = (4 * (n + 1) * jnp.finfo(S.dtype).eps) * jnp.abs(jnp.diagonal(S))
 
-    def column(j, L):  # L holds columns < j; row j of L is zero from column j on
-        row = L[j]
-        d = jnp.sqrt(S[j, j] - jnp.sum(row**2))
-        below = (S[:, j] - L @ row) / d
-        return L.at[:, j].set(jnp.where(rows > j, below, jnp.where(rows == j, d, 0)))
+    def column(j, carry):  # A: the Schur complement after the columns < j
+        A, L, bad = carry
+        col = A[:, j]
+        pivot = col[j]
+        zero = pivot <= tol[j]
+        below = rows > j
+        # PSD needs col_i^2 <= A_ii * pivot: with a zero pivot, a zero column.
+        loose = below & (col * col > 4 * (jnp.abs(jnp.diagonal(A)) + tol) * tol[j])
+        bad = bad | (pivot < -tol[j]) | (zero & jnp.any(loose))
+        d = jnp.sqrt(jnp.where(zero, 1, pivot))
+        lcol = jnp.where(zero | (rows < j), 0, jnp.where(below, col / d, d))
+        A = A - lcol[:, None] * lcol[None, :]
+        return A, jnp.where((rows == j)[None, :], lcol[:, None], L), bad
 
     # A loop, not unrolled: compile time stays flat in n (these run under `vmap` or
     # once per call, never once per time step inside a loop).
-    return jax.lax.fori_loop(0, n, column, jnp.zeros_like(S))
+    init = (S, jnp.zeros_like(S), jnp.zeros((), bool))
+    _, L, bad = jax.lax.fori_loop(0, n, column, init)
+    return L, bad
 
 
 def lower_inverse(L: Float[Array, "n n"]) -> Float[Array, "n n"]:
     r"""$L^{-1}$ of a lower-triangular $L$: forward substitution, a loop over the rows
-    for $n \le 8$ (see `cholesky`), LAPACK beyond."""
+    for $n \le 8$ (see `psd_cholesky`), LAPACK beyond."""
     n = L.shape[-1]
     eye = eye_like(L)
     if n > _SMALL:
@@ -111,11 +127,33 @@ def lower_inverse(L: Float[Array, "n n"]) -> Float[Array, "n n"]:
 
 
 def psd_inv_logdet(S: Float[Array, "k k"]) -> tuple[Float[Array, "k k"], Float[Array, ""]]:
-    r"""$S^{-1}$ (symmetrised) and $\log\det S$ of a positive definite $S$, by Cholesky.
+    r"""$S^{-1}$ (symmetrised) and $\log\det S$ of a positive semi-definite $S$, by
+    `psd_cholesky`.
 
     An explicit inverse, so that its uses are matrix products: with a fixed $S$ and
     batched right-hand sides this is one factorisation instead of one solve per step.
+
+    For a singular $S$ the log-determinant is $-\infty$ and the inverse is a
+    generalised one, $X$ with $S X S = S$: a zero column $j$ of the factor $L$ is
+    replaced by the unit vector $e_j$ before inverting. Then $C X S = C$ for every
+    $C$ whose rows lie in the range of $S$ (such as a cross-covariance
+    $\mathrm{Cov}(u, v)$ against $S = \mathrm{Cov}(v)$), so a regression
+    $C S^{-1}$ stays exact where $S$ is singular.
     """
-    L = cholesky(S)
-    L_inv = lower_inverse(L)
-    return symmetrize(L_inv.T @ L_inv), 2 * jnp.sum(jnp.log(jnp.diagonal(L)))
+    L, _ = psd_cholesky(S)
+    d = jnp.diagonal(L)
+    zero = d == 0
+    L_inv = lower_inverse(L + jnp.diag(zero.astype(L.dtype)))
+    logdet = 2 * jnp.sum(jnp.where(zero, -jnp.inf, jnp.log(jnp.where(zero, 1, d))))
+    return symmetrize(L_inv.T @ L_inv), logdet
+
+
+def gaussian_log_density(
+    quad: Float[Array, ""], logdet: Float[Array, ""], dim: Array
+) -> Float[Array, ""]:
+    r"""$\log \mathcal{N}(e \mid 0, S) = -\tfrac12\big(q + \log\det S + d \log 2\pi\big)$
+    from the quadratic form $q = e^\top S^{-1} e$ (however it was computed), with $d$ =
+    `dim` (the number of components that count: an unobserved component carries
+    $e_i = 0$, a unit variance and no correlation, and is left out of $d$)."""
+    log2pi = jnp.log(2 * jnp.pi).astype(quad.dtype)
+    return -0.5 * (quad + logdet + jnp.asarray(dim).astype(quad.dtype) * log2pi)

@@ -3,6 +3,7 @@ inverse-CDF draws."""
 
 import functools
 
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
@@ -16,6 +17,22 @@ def safe_log(x: Array) -> Array:
 def finite_or_zero(x: Array) -> Array:
     """Replace $\\pm\\infty$ by zero: a safe shift for log-space normalisation."""
     return jnp.where(jnp.isfinite(x), x, 0)
+
+
+def logsumexp(x: Array, axis: int | None = None, keepdims: bool = False) -> Array:
+    r"""$\log \sum e^{x}$ along `axis`, $-\infty$ for an all-$-\infty$ slice, with a
+    NaN-free gradient there (zero)."""
+    top = jax.lax.stop_gradient(finite_or_zero(jnp.max(x, axis=axis, keepdims=True)))
+    total = jnp.sum(jnp.exp(x - top), axis=axis, keepdims=True)
+    out = safe_log(total) + top
+    return out if keepdims else jnp.squeeze(out, axis=axis)
+
+
+def straight_through_one(x: Array) -> Array:
+    """Ones with the gradient of `x`: for a quantity that is one in exact arithmetic
+    (the row sums of a stochastic matrix) but not after rounding, whose derivative
+    still matters (off the probability simplex)."""
+    return 1 + (x - jax.lax.stop_gradient(x))
 
 
 _UNROLL_STATES = 8
@@ -41,12 +58,54 @@ def normalise(x: Array, axis: int = -1) -> Array:
 
 
 def tree_sum(x: Array, fan_in: int = 32) -> Array:
-    r"""Sum a vector by a balanced tree of fan-in 32: rounding error $O(\log T)$ ulps,
-    not the $O(T)$ of a running sum, and cheap ($\log_{32} T$ levels)."""
+    r"""Sum along the leading axis by a balanced tree of fan-in 32: rounding error
+    $O(\log T)$ ulps, not the $O(T)$ of a running sum, and cheap ($\log_{32} T$
+    levels). Zero for an empty axis."""
+    if x.shape[0] == 0:
+        return jnp.zeros(x.shape[1:], x.dtype)
     while x.shape[0] > 1:
         padded = -(-x.shape[0] // fan_in) * fan_in
-        x = jnp.pad(x, (0, padded - x.shape[0])).reshape(-1, fan_in).sum(axis=1)
+        pad = [(0, padded - x.shape[0])] + [(0, 0)] * (x.ndim - 1)
+        x = jnp.pad(x, pad).reshape(-1, fan_in, *x.shape[1:]).sum(axis=1)
     return x[0]
+
+
+def two_sum(a: Array, b: Array) -> tuple[Array, Array]:
+    r"""Knuth's error-free sum: `(s, e)` with $s = \mathrm{fl}(a + b)$ and
+    $s + e = a + b$ exactly (`e` is zero where `s` is not finite)."""
+    s = a + b
+    b_virtual = s - a
+    e = (a - (s - b_virtual)) + (b - b_virtual)
+    return s, jnp.where(jnp.isfinite(s), e, 0)
+
+
+def compensated_sum(x: Array) -> tuple[Array, Array]:
+    r"""Sum the last axis in double-word arithmetic: `(high, low)` with
+    $\text{high} + \text{low}$ the sum up to $O(\epsilon^2)$ relative (no rounding
+    of the sum itself: a sum that is always near one, or any power of two, rounds on
+    an uneven grid, and its rounding has a consistent sign). A chain of `two_sum` for
+    up to 8 entries, a pairwise tree for more."""
+    high, low = x, jnp.zeros_like(x)
+    if x.shape[-1] <= _UNROLL_STATES:
+        high, low = x[..., 0], low[..., 0]
+        for i in range(1, x.shape[-1]):
+            high, error = two_sum(high, x[..., i])
+            low = low + error
+        return high, low
+    while high.shape[-1] > 1:
+        if high.shape[-1] % 2:
+            pad = [(0, 0)] * (x.ndim - 1) + [(0, 1)]
+            high, low = jnp.pad(high, pad), jnp.pad(low, pad)
+        high, error = two_sum(high[..., ::2], high[..., 1::2])
+        low = low[..., ::2] + low[..., 1::2] + error
+    return high[..., 0], low[..., 0]
+
+
+def log_compensated(high: Array, low: Array) -> Array:
+    r"""$\log(\text{high} + \text{low})$ for a double-word number (`compensated_sum`):
+    $\log(\text{high}) + \text{low} / \text{high}$ ($-\infty$ for zero)."""
+    positive = high > 0
+    return safe_log(high) + low / jnp.where(positive, high, 1)
 
 
 def inverse_cdf_rows(row, num_candidates: int, total: Array, u: Array) -> Array:

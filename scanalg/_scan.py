@@ -3,6 +3,7 @@
 from collections.abc import Callable
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import PyTree
@@ -47,23 +48,121 @@ def _same_signature(expected: PyTree, got: PyTree) -> str | None:
                 f"leaf {i} is {jnp.dtype(b.dtype).name}{list(b.shape)} "
                 f"instead of {jnp.dtype(a.dtype).name}{list(a.shape)}"
             )
+        if getattr(b, "weak_type", False) and not getattr(a, "weak_type", False):
+            return (
+                f"leaf {i} is a Python number (or a weakly typed array) instead of an array "
+                f"of dtype {jnp.dtype(a.dtype).name}: return arrays with the dtypes of "
+                "the element, e.g. `jnp.zeros_like(like)`"
+            )
     return None
 
 
-def check_signatures(monoid: AbstractMonoid, like: PyTree, init: PyTree | None = None) -> None:
-    """Check at trace time that `combine`, `identity` (and `act`) keep structure,
-    shapes and dtypes. Raises `TypeError` naming the monoid and the mismatch."""
+def _zeros(shapes: PyTree) -> PyTree:
+    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+
+def _dtype_hint(like: PyTree, init: PyTree) -> str:
+    """A suggestion when `init` has a different floating dtype from the elements."""
+
+    def floating(tree):
+        return {
+            jnp.dtype(x.dtype).name
+            for x in jax.tree.leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.inexact)
+        }
+
+    ours, theirs = floating(like), floating(init)
+    if len(ours) == 1 and theirs and theirs != ours:
+        return (
+            f" The elements are {ours.pop()} and `init` is {', '.join(sorted(theirs))}: "
+            "give `init` the dtype of the elements."
+        )
+    return ""
+
+
+def _check_act(monoid: AbstractMonoid, like: PyTree, init: PyTree) -> None:
+    """Check `act(init, element)` at trace time, blaming `init` when it is `init` that
+    does not fit (a wrong shape or dtype), and `act` when `act` changes a state."""
     name = type(monoid).__name__
-    problems = [
-        ("identity(like)", jax.eval_shape(monoid.identity, like), like),
-        ("combine(a, b)", jax.eval_shape(monoid.combine, like, like), like),
-    ]
-    if init is not None:
-        problems.append(("act(state, element)", jax.eval_shape(monoid.act, init, like), init))
-    for what, got, expected in problems:
-        why = _same_signature(expected, got)
+    try:
+        got = jax.eval_shape(monoid.act, init, like)
+    except (TypeError, ValueError) as e:
+        raise TypeError(
+            f"{name}.act(init, element) fails for `init` = {_tree.describe(init)} and an "
+            f"element {_tree.describe(like)} ({type(e).__name__}: {e}). Is `init` a state of "
+            f"{name} (its structure, shapes and dtypes)?{_dtype_hint(like, init)}"
+        ) from e
+    why = _same_signature(init, got)
+    if why is None:
+        return
+    # If `act` keeps a state of the signature it returns, it is `init` that is wrong.
+    try:
+        again = jax.eval_shape(monoid.act, _zeros(got), like)
+        blame_init = _same_signature(got, again) is None
+    except (TypeError, ValueError):
+        blame_init = False
+    if blame_init:
+        raise TypeError(
+            f"`init` is {_tree.describe(init)}, but {name}.act turns it into "
+            f"{_tree.describe(got)} (and keeps states of that kind): pass `init` with the "
+            f"structure, shapes and dtypes of a state.{_dtype_hint(like, init)}"
+        )
+    raise TypeError(f"{name}.act(state, element) changed the element: it returned {why}.")
+
+
+def _abstract(tree: PyTree) -> tuple:
+    """A hashable key of a pytree's structure, static leaves, and array signatures."""
+    leaves, treedef = jax.tree.flatten(tree)
+    return treedef, tuple(
+        (jnp.shape(x), jnp.dtype(x.dtype), getattr(x, "weak_type", False)) if eqx.is_array(x) else x
+        for x in leaves
+    )
+
+
+_checked: set = set()  # signatures that passed `check_signatures` (they depend on no value)
+
+
+def check_signatures(monoid: AbstractMonoid, like: PyTree, init: PyTree | None = None) -> None:
+    """Check at trace time that `identity` and `combine` return arrays of the element's
+    structure, shapes and dtypes, and that `act` does for states. Raises `TypeError`
+    naming the monoid and the mismatch, or `init` when it is `init` that does not fit.
+
+    The outcome depends only on the monoid's class, static fields and the shapes and
+    dtypes involved, so a combination that passed once is not traced again."""
+    try:
+        key = _abstract((monoid, like, init))
+        hash(key)
+    except TypeError:  # an unhashable static field: check every time
+        key = None
+    if key is not None and key in _checked:
+        return
+    _check_signatures(monoid, like, init)
+    if key is not None:
+        if len(_checked) > 4096:
+            _checked.clear()
+        _checked.add(key)
+
+
+def _check_signatures(monoid: AbstractMonoid, like: PyTree, init: PyTree | None) -> None:
+    name = type(monoid).__name__
+    for what, got in (
+        ("identity(like)", jax.eval_shape(monoid.identity, like)),
+        ("combine(a, b)", jax.eval_shape(monoid.combine, like, like)),
+    ):
+        why = _same_signature(like, got)
         if why is not None:
             raise TypeError(f"{name}.{what} changed the element: it returned {why}.")
+    if init is not None:
+        _check_act(monoid, like, init)
+
+
+def _no_action_reason(monoid: AbstractMonoid, init: PyTree, like: PyTree) -> str:
+    """Why `monoid` has no action, in the words of its `act` (combinators say why)."""
+    try:
+        jax.eval_shape(monoid.act, init, like)
+    except (NotImplementedError, TypeError) as e:
+        return str(e)
+    return f"{type(monoid).__name__}.action_direction is None."
 
 
 def _prepare(monoid, elems, init, method, reverse):
@@ -74,12 +173,12 @@ def _prepare(monoid, elems, init, method, reverse):
     if init is not None:
         init = jax.tree.map(jnp.asarray, init)
         if not has_act(monoid):
-            name = type(monoid).__name__
-            if type(monoid).act is AbstractMonoid.act:
-                why = f"{name} defines no `act`; scan without `init`, or give it an `act` method."
-            else:  # a combinator whose parts have no (common) action
-                why = f"this {name} has no lawful `act` (its action_direction is None): {monoid!r}."
-            raise TypeError(f"`init` was given but {why}")
+            why = _no_action_reason(monoid, init, element_like(monoid, elems))
+            raise TypeError(
+                f"`init` was given but {type(monoid).__name__} has no action: {why} Scan "
+                "without `init`, or give the monoid an `act` and declare its "
+                "`action_direction`."
+            )
         if not supports_direction(monoid, reverse):
             direction = "reverse" if reverse else "forward"
             raise TypeError(
@@ -87,6 +186,7 @@ def _prepare(monoid, elems, init, method, reverse):
                 f"{direction} scan with `init` needs a {direction} (or 'both') action. "
                 "Scan in the other direction, or use the dual monoid."
             )
+    elems, init = monoid.check_inputs(elems, init)
     check_signatures(monoid, element_like(monoid, elems), init)
     return elems, n, method, init
 
@@ -143,8 +243,8 @@ def scan(
     if readout is not None and init is None:
         raise TypeError("`readout` needs `init`: it reads out the states of the scan.")
     if n == 0:
-        if init is None:
-            return elems
+        if init is None:  # no elements: an empty sequence of (lifted) elements
+            return _tree.repeat(element_like(monoid, elems), 0)
         like = init
         if readout is not None:
             like = jax.eval_shape(readout, init, _tree.like_element(elems))

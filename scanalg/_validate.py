@@ -1,6 +1,10 @@
 """Shared argument checks (no family owns them)."""
 
+import numbers
+
+import equinox as eqx
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array
 
 
@@ -15,9 +19,53 @@ def float_dtype(*arrays, family: str = "HMM"):
     return dtype
 
 
+def sum_to_one_tolerance(dtype, size: int) -> float:
+    r"""How far from one the sum of `size` probabilities may be: $\sqrt{K\epsilon}$ in
+    the dtype's own precision, or $2K\epsilon_{32}$, whichever is larger. The second
+    is twice the rounding of a normalisation in float32, so probabilities made in
+    float32 and then cast to float64 are accepted."""
+    k = max(1, size)
+    own = (float(jnp.finfo(dtype).eps) * k) ** 0.5
+    return max(own, 2 * k * float(jnp.finfo(jnp.float32).eps))
+
+
 def distribution_problem(x: Array) -> Array:
     """True unless the last axis of `x` holds probability vectors (nonnegative, no
-    NaN, summing to one up to a dtype-aware tolerance)."""
-    tol = jnp.sqrt(jnp.finfo(x.dtype).eps) * max(1, x.shape[-1]) ** 0.5
+    NaN, summing to one within `sum_to_one_tolerance`)."""
+    tol = sum_to_one_tolerance(x.dtype, x.shape[-1])
     bad_sign = jnp.any(x < 0) | jnp.any(jnp.isnan(x))
     return bad_sign | jnp.any(jnp.abs(jnp.sum(x, axis=-1) - 1) > tol)
+
+
+def positive_count(value, name: str) -> int:
+    """`value` as an `int` if it is a whole number >= 1: a `TypeError` naming `name` for
+    anything else that is not an integer (a bool included: `True` is not a count), a
+    `ValueError` for one below one."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"`{name}` must be an int >= 1, got {value!r}.")
+    if value < 1:
+        raise ValueError(f"`{name}` must be an int >= 1, got {value!r}.")
+    return int(value)
+
+
+def nonfinite(x: Array) -> Array:
+    """True if `x` has a NaN or an infinite entry."""
+    return ~jnp.all(jnp.isfinite(x))
+
+
+def asymmetric(x: Array) -> Array:
+    """True unless the (batch of) square matrices `x` is symmetric up to rounding
+    (entries within 1000 ulps of the largest)."""
+    tol = 1000 * jnp.finfo(x.dtype).eps
+    scale = jnp.max(jnp.abs(x), initial=0)
+    return jnp.max(jnp.abs(x - jnp.swapaxes(x, -1, -2)), initial=0) > tol * scale
+
+
+def attach_checks(x, checks):
+    """`x` with one `equinox.error_if` for all `(bad, message)` in `checks`: the first
+    failing check is the one reported. Tie it to a small array that every output
+    depends on (a check whose result is unused is dropped)."""
+    if not checks:
+        return x
+    bad = jnp.stack([jnp.asarray(b) for b, _ in checks])
+    return eqx.branched_error_if(x, jnp.any(bad), jnp.argmax(bad), [m for _, m in checks])

@@ -17,6 +17,8 @@ from .models.hmm import (
     hmm_backward_filter as hmm_backward_filter,
     hmm_filter as hmm_filter,
     hmm_fixed_lag_smoother as hmm_fixed_lag_smoother,
+    hmm_posterior_entropy as hmm_posterior_entropy,
+    hmm_posterior_kbest as hmm_posterior_kbest,
     hmm_posterior_mode as hmm_posterior_mode,
     hmm_posterior_sample as hmm_posterior_sample,
     hmm_smoother as hmm_smoother,

@@ -1,9 +1,20 @@
+"""Test-wide JAX settings (before any JAX backend use) and Hypothesis profiles.
+
+- Four in-process CPU devices, so `scanalg.Sharded` runs in this process
+  (`helpers.all_methods` has one over a mesh of them).
+- float64 on, and strict promotion: no implicit rank promotion (broadcasting arrays
+  of different ranks) and no implicit dtype promotion, as equinox and diffrax test.
+"""
+
 import os
 
 import jax
 from hypothesis import HealthCheck, settings
 
+jax.config.update("jax_num_cpu_devices", 4)
 jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_numpy_rank_promotion", "raise")
+jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 settings.register_profile(
     "ci",

@@ -129,3 +129,32 @@ def random_hmm(rng, num_steps, num_states, time_varying=False, zeros=False):
         a = a / a.sum(-1, keepdims=True)
     ll = rng.normal(size=(num_steps, k)) * 1.5
     return pi, a, ll
+
+
+def _inverse_cdf(weights, u):
+    """The largest state whose weight is positive and whose preceding weights sum to at
+    most `u` times the total (never a zero-weight state)."""
+    target, running, choice = u * np.sum(weights), 0.0, 0
+    for i, w in enumerate(weights):
+        if w > 0 and running <= target:
+            choice = i
+        running += w
+    return choice
+
+
+def inverse_cdf_path(filtered, transition_matrix, u):
+    """Backward sampling by the inverse CDF with given uniforms `u` (one per step): the
+    last state from the last filtered distribution, then each earlier one from the
+    backward kernel's column of the next state (weights `f_t[i] A_t[i, j]`, or the prior
+    weights `A_t[i, j]` if those are all zero)."""
+    f = np.asarray(filtered, np.float64)
+    u = np.asarray(u, np.float64)
+    a = _transitions(transition_matrix, f.shape[0])
+    z = np.zeros(f.shape[0], np.int64)
+    z[-1] = _inverse_cdf(f[-1], u[-1])
+    for step in range(f.shape[0] - 2, -1, -1):
+        w = f[step] * a[step][:, z[step + 1]]
+        if w.sum() <= 0:
+            w = a[step][:, z[step + 1]]
+        z[step] = _inverse_cdf(w, u[step])
+    return z

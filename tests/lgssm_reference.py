@@ -1,5 +1,10 @@
 """Exact LGSSM posteriors by conditioning the dense joint Gaussian (float64 numpy),
-and random test models. Independent of the code under test: no recursion at all."""
+and random test models. Independent of the code under test: no recursion at all.
+
+Missing data: every NaN entry of the emissions is left out of the conditioning (its
+row and column of the joint covariance are dropped), which is exactly marginalising
+it; rows partly NaN included. Singular covariances are fine: only the covariance of
+the observed entries is inverted."""
 
 import numpy as np
 
@@ -34,10 +39,8 @@ def joint_moments(params, T, inputs=None):
     d = _per_step(emi.bias, T, 1)
     D = _per_step(emi.input_weights, T, 2)
     R_raw = np.asarray(emi.cov, np.float64)
-    if R_raw.shape in ((k,), (T, k)):
-        R = [np.diag(r) for r in _per_step(R_raw, T, 1)]
-    else:
-        R = _per_step(R_raw, T, 2)
+    # By rank: (k,) a fixed diagonal, (k, k) fixed, (T, k, k) time-varying.
+    R = [np.diag(R_raw)] * T if R_raw.ndim == 1 else _per_step(R_raw, T, 2)
     u = None if inputs is None else np.asarray(inputs, np.float64)
 
     def offset(bias, weights, t, dim):
@@ -133,10 +136,14 @@ def random_spd(rng, n, scale=1.0):
     return scale * (a @ a.T / n + 0.5 * np.eye(n))
 
 
-def random_model(seed, T, n, k, m=0, *, time_varying=(), diag_R=False, missing=(), stable=True):
+def random_model(
+    seed, T, n, k, m=0, *, time_varying=(), diag_R=False, missing=(), partly_missing=(), stable=True
+):
     """A random model as plain numpy arrays: returns (kwargs for LGSSMParams,
     emissions, inputs). `time_varying` names parameters given per time step
-    (e.g. "dynamics_weights", "emissions_cov"); `missing` lists NaN rows."""
+    (e.g. "dynamics_weights", "emissions_cov"; a time-varying diagonal covariance is
+    given as diagonal matrices); `missing` lists NaN rows, `partly_missing` NaN
+    entries `(t, i)`."""
     rng = np.random.default_rng(seed)
 
     def maybe_tv(name, make):
@@ -159,8 +166,10 @@ def random_model(seed, T, n, k, m=0, *, time_varying=(), diag_R=False, missing=(
         emissions_weights=maybe_tv("emissions_weights", lambda: rng.normal(size=(k, n))),
         emissions_bias=maybe_tv("emissions_bias", lambda: rng.normal(size=k)),
     )
-    if diag_R:
-        kw["emissions_cov"] = maybe_tv("emissions_cov", lambda: rng.uniform(0.2, 1.0, size=k))
+    if diag_R and "emissions_cov" in time_varying:
+        kw["emissions_cov"] = maybe_tv("emissions_cov", lambda: np.diag(rng.uniform(0.2, 1.0, k)))
+    elif diag_R:
+        kw["emissions_cov"] = rng.uniform(0.2, 1.0, size=k)
     else:
         kw["emissions_cov"] = maybe_tv("emissions_cov", lambda: random_spd(rng, k, 0.5))
     inputs = None
@@ -175,4 +184,6 @@ def random_model(seed, T, n, k, m=0, *, time_varying=(), diag_R=False, missing=(
     emissions = rng.normal(size=(T, k)) * 2
     for t in missing:
         emissions[t] = np.nan
+    for t, i in partly_missing:
+        emissions[t, i] = np.nan
     return kw, emissions, inputs

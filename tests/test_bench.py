@@ -76,3 +76,33 @@ def test_extra_method_names_and_serial_only_comparison():
     assert set(serial) == {"associative_scan", "dynamax-serial"}
     both = build("hmm-filter", 8, 2, "float32", ["sequential"], "dynamax", "")
     assert set(both) == {"sequential", "dynamax-serial", "dynamax-parallel"}
+
+
+def test_fit_auto_threshold(tmp_path, capsys):
+    from scanalg.bench import fit
+
+    def rec(task, size, entry, T, ms):
+        return {"task": task, "size": size, "entry": entry, "T": T, "median_s": ms / 1e3}
+
+    records = [
+        *(rec("hmm-filter", 5, "sequential", T, T / 100) for T in (16, 64, 256)),
+        *(rec("hmm-filter", 5, "parallel", T, 0.4) for T in (16, 64, 256)),  # from 40
+        *(rec("hmm-sample", 5, "sequential", T, T / 10) for T in (16, 64, 256)),
+        *(rec("hmm-sample", 5, "parallel", T, 0.4) for T in (16, 64, 256)),  # at every T
+    ]
+    (tmp_path / "run.json").write_text(json.dumps({"records": records}))
+    found = fit.parallel_crossovers(fit.load([tmp_path]))
+    assert found == {("hmm-filter", 5): 40, ("hmm-sample", 5): 16}
+    assert fit.main([str(tmp_path)]) == 64  # the largest crossover, rounded up
+    assert "min_parallel_length=64" in capsys.readouterr().out
+    assert fit.min_parallel_length({("hmm-filter", 5): None}) is None
+
+
+def test_dynamax_parallel_only_comparison():
+    import scanalg
+    from scanalg.bench._tasks import build, method
+
+    assert method("doubling") == scanalg.Parallel(algorithm="doubling")
+    pytest.importorskip("dynamax")
+    only = build("hmm-filter", 8, 2, "float32", ["parallel"], "dynamax-parallel", "")
+    assert set(only) == {"parallel", "dynamax-parallel"}

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import tree_allclose
+from helpers import core_methods, tree_allclose
 
 import scanalg
 from scanalg import monoids as M, strategies as S
@@ -95,7 +95,7 @@ def test_combinator_laws(kind, name):
     assert len(checked) == len(ALL_BUT_SCAN)
 
 
-SCAN_METHODS = (scanalg.Sequential(), scanalg.Parallel(), scanalg.Blocked(block_size=2))
+SCAN_METHODS = core_methods
 
 
 @pytest.mark.parametrize("name", ["MatMul", "FiniteFunction"])
@@ -177,6 +177,7 @@ _INITS = {
 _NONCOMMUTATIVE = {"MatMul": M.MatMul(), "Affine": M.Affine(), "FiniteFunction": M.FiniteFunction()}
 
 
+# A loop and a parallel scan: the two structurally different ways to combine.
 @pytest.mark.parametrize("method", [scanalg.Sequential(), scanalg.Parallel()], ids=repr)
 @pytest.mark.parametrize("exclusive", [False, True])
 @pytest.mark.parametrize("name", list(_NONCOMMUTATIVE))
@@ -440,24 +441,29 @@ def test_struct_action_directions():
 
 
 @pytest.mark.parametrize(
-    "make, name",
+    "make, name, field",
     [
-        (lambda x: M.Pair(M.Sum(), x), re.escape("Pair(second=...)")),
-        (lambda x: M.Pair(x, M.Sum()), re.escape("Pair(first=...)")),
-        (lambda x: M.Dual(x), re.escape("Dual(monoid=...)")),
-        (lambda x: M.Segmented(x), re.escape("Segmented(monoid=...)")),
-        (lambda x: M.Masked(x), re.escape("Masked(monoid=...)")),
-        (lambda x: M.Struct({"a": M.Sum(), "b": [x]}), r"\['b'\]\[0\]"),
+        (lambda x: M.Pair(M.Sum(), x), re.escape("Pair(second=...)"), "second"),
+        (lambda x: M.Pair(x, M.Sum()), re.escape("Pair(first=...)"), "first"),
+        (lambda x: M.Dual(x), re.escape("Dual(monoid=...)"), "monoid"),
+        (lambda x: M.Segmented(x), re.escape("Segmented(monoid=...)"), "monoid"),
+        (lambda x: M.Masked(x), re.escape("Masked(monoid=...)"), "monoid"),
+        (lambda x: M.Struct({"a": M.Sum(), "b": [x]}), r"\['b'\]\[0\]", "monoids"),
     ],
 )
-def test_non_monoid_is_a_type_error(make, name):
+def test_non_monoid_is_a_type_error(make, name, field):
+    # Named by the combinator, or (with jaxtyping's runtime checks on) by the
+    # type checker of its `__init__`, which runs first.
+    pattern = f"{name}|typechecking parameter '{field}'"
     for bad in (jnp.add, 3, M.Sum):
-        with pytest.raises(TypeError, match=name):
+        with pytest.raises(TypeError, match=pattern):
             make(bad)
 
 
 class _Doubled(scanalg.AbstractMonoid):
     """Addition, scanned from inputs that `lift` doubles (a monoid with a `lift`)."""
+
+    lifts = True
 
     def combine(self, earlier, later):
         return earlier + later

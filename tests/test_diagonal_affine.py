@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import all_methods, method_ids, tree_allclose
+from helpers import all_methods, core_methods, method_ids, tree_allclose
 
 import scanalg
 from scanalg import strategies as S
@@ -30,7 +30,7 @@ def test_laws(dtype):
         DiagonalAffine(),
         S.diagonal_affine_elements(N, dtype),
         states=S.diagonal_affine_states(N, dtype),
-        methods=(scanalg.Sequential(), scanalg.Parallel(), scanalg.Blocked(block_size=2)),
+        methods=core_methods,
         max_examples=10,
         max_length=5,
     )
@@ -62,12 +62,10 @@ def test_matches_loop(dtype, method):
     assert tree_allclose(got, want, rtol=tol, atol=tol)
     # Without init, the prefix maps applied to h0 give the same states.
     pa, pb = scanalg.scan(DiagonalAffine(), (a, b), method=method)
-    assert tree_allclose(pa * h0 + pb, want, rtol=10 * tol, atol=10 * tol)
+    assert tree_allclose(pa * h0[None] + pb, want, rtol=10 * tol, atol=10 * tol)
 
 
-@pytest.mark.parametrize(
-    "method", [scanalg.Sequential(), scanalg.Parallel(), scanalg.Blocked()], ids=repr
-)
+@pytest.mark.parametrize("method", core_methods, ids=repr)
 @pytest.mark.parametrize("dtype", ["float64", "complex128"])
 def test_gradient_matches_loop(dtype, method):
     a, b, h0 = _data(dtype, n=23, seed=1)
@@ -82,7 +80,7 @@ def test_gradient_matches_loop(dtype, method):
 
     def prefixes(a, b, h0):  # through combine rather than act
         pa, pb = scanalg.scan(DiagonalAffine(), (a, b), method=method)
-        return pa * h0 + pb
+        return pa * h0[None] + pb
 
     want = jax.grad(loss, argnums=(1, 2, 3))(_loop, a, b, h0)
     for run in (scanned, prefixes):
@@ -115,5 +113,8 @@ def test_bad_dtypes_and_direction():
     with pytest.raises(TypeError, match="forward"):
         scanalg.scan(DiagonalAffine(), (b, b), init=jnp.zeros(2), reverse=True)
     # ... a reverse recurrence is a reverse scan of the dual.
-    h = scanalg.scan(Dual(DiagonalAffine()), (b, b), init=jnp.zeros(2), reverse=True)
+    h = scanalg.scan(Dual(DiagonalAffine()), (b, b), init=jnp.zeros(2, jnp.float32), reverse=True)
     np.testing.assert_allclose(h[:, 0], [3, 2, 1])
+    # `init` of another dtype than `b` is named (no implicit promotion in the scan).
+    with pytest.raises(TypeError, match=r"DiagonalAffine `init` must have the dtype of `b`"):
+        scanalg.scan(DiagonalAffine(), (b, b), init=jnp.zeros(2, jnp.float64))

@@ -26,7 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 DOCS = ROOT / "docs"
 PAGES = sorted(DOCS.rglob("*.md"))
-TIMEOUT = 120  # seconds per script
+# Seconds per script: generous, as a loaded machine runs many of them at once; below
+# pytest-timeout's limit per test (pyproject.toml), so that a slow script fails with
+# its output.
+TIMEOUT = 240
 
 _FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```[ \t]*$", re.M | re.S)
 _OUTPUT_OF = re.compile(r"<!-- output-of: (\S+) -->\s*\n```\w*\n(.*?)^```", re.M | re.S)

@@ -149,6 +149,10 @@ def test_sampler_single_and_shapes():
     assert len({tuple(s) for s in np.asarray(other)}) > 1
     with pytest.raises(ValueError, match="num_samples"):
         hmm.hmm_posterior_sample(key, pi, a, ll, num_samples=0)
+    for bad in (True, np.True_, 2.0, "3"):  # a bool is not a count (True is an int)
+        with pytest.raises(TypeError, match="num_samples"):
+            hmm.hmm_posterior_sample(key, pi, a, ll, num_samples=bad)
+    assert hmm.hmm_posterior_sample(key, pi, a, ll, num_samples=np.int64(2))[1].shape[0] == 2
 
 
 def test_long_sequence_identical_across_methods():

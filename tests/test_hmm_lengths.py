@@ -17,17 +17,24 @@ def _problem():
     return pi, a, ll, (5, 1, 6)
 
 
+# A loop and a parallel scan (every method runs these functions in test_hmm.py).
 @pytest.mark.parametrize("method", ["sequential", "parallel"])
 def test_lengths_give_per_sequence_answers(method):
     pi, a, ll, lengths = _problem()
     lens = jnp.asarray(lengths)
     packed_f = scanalg.hmm_filter(pi, a, ll, lengths=lens, method=method)
     packed_s = scanalg.hmm_smoother(pi, a, ll, lengths=lens, method=method)
+    assert isinstance(packed_f, scanalg.hmm.RaggedHMMPosteriorFiltered)
+    assert isinstance(packed_s, scanalg.hmm.RaggedHMMPosterior)
+    assert packed_f.marginal_loglik.shape == packed_s.marginal_loglik.shape == (len(lengths),)
+    assert packed_s.initial_probs.shape == (len(lengths), 3)
+    assert packed_s.trans_probs.shape == (len(lengths), 3, 3)
     packed_m = scanalg.hmm_posterior_mode(pi, a, ll, lengths=lens, method=method)
     start = 0
     for b, n in enumerate(lengths):
         part = ll[start : start + n]
         alone = scanalg.hmm_smoother(pi, a, part, method=method)
+        assert isinstance(alone, scanalg.HMMPosterior) and alone.marginal_loglik.shape == ()
         np.testing.assert_allclose(packed_f.marginal_loglik[b], alone.marginal_loglik, rtol=1e-10)
         np.testing.assert_allclose(
             packed_s.smoothed_probs[start : start + n], alone.smoothed_probs, atol=1e-10

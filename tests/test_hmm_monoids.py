@@ -4,13 +4,14 @@ structural zeros and -inf log-scales, and their products do not underflow."""
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import core_methods
 from hypothesis import strategies as st
 
 import scanalg
 from scanalg.hmm import HMMBackward, HMMForward, LogMatrix, MaxPlus, ScaledMatrix
 
 K = 3
-METHODS = (scanalg.Sequential(), scanalg.Parallel(), scanalg.Blocked(block_size=2))
+METHODS = core_methods  # check_laws compiles each method per drawn case
 
 
 def _seeded(build):

@@ -8,11 +8,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import all_methods, method_ids
+from helpers import all_methods, core_methods, method_ids
 from hmm_reference import log_space_loglik, random_hmm, reference
 
 import scanalg
 from scanalg import hmm
+
+# The numerics tests here run one method per algorithm (see helpers.core_methods).
+CORE_METHODS = core_methods
 
 
 def _cast(dtype, *arrays):
@@ -39,8 +42,11 @@ def test_float32_long_sequence(method, length):
     post64 = hmm.hmm_smoother(*inputs64, method="sequential")
     assert post32.smoothed_probs.dtype == jnp.float32
     assert _all_finite(post32)
+    post32, post64 = (
+        jax.tree.map(lambda x: np.asarray(x, np.float64), p) for p in (post32, post64)
+    )
     for name in ("filtered_probs", "predicted_probs", "smoothed_probs"):
-        error = jnp.max(jnp.abs(getattr(post32, name) - getattr(post64, name)))
+        error = np.max(np.abs(getattr(post32, name) - getattr(post64, name)))
         assert error < 1e-3, (name, float(error))
     rel = abs(post32.marginal_loglik - post64.marginal_loglik) / abs(post64.marginal_loglik)
     assert rel < 2e-6
@@ -61,6 +67,56 @@ def test_float32_marginal_loglik(method, loglik_problem):
     loglik = hmm.hmm_filter(*inputs32, method=method).marginal_loglik
     assert loglik.dtype == jnp.float32
     assert abs(float(loglik) - exact) / abs(exact) < 2e-6
+
+
+# float32 over a million steps, near-uniform emissions: the error of marginal_loglik is
+# a sum of a million per-step rounding errors, so any bias per step shows. The bound is
+# dynamax's own float32 error (its serial filter) on the same case, and what unbiased
+# rounding gives.
+BIAS_CASES = {
+    "random-matrix": np.random.default_rng(10).dirichlet(np.ones(2), size=2),
+    "rows-0.9/0.1-0.3/0.7": np.array([[0.9, 0.1], [0.3, 0.7]]),  # float32 sums are not 1
+}
+
+
+@functools.cache
+def _bias_problem(name):
+    """float32 inputs, and the float64 log-likelihood of exactly those inputs (the
+    transition matrix's rows renormalised in float64)."""
+    rng = np.random.default_rng(11)
+    ll = 0.01 * rng.normal(size=(10**6, 2))
+    ll = ll - np.log(np.mean(np.exp(ll), axis=1, keepdims=True))  # log p(y_t | ...) near 0
+    inputs = _cast(jnp.float32, [0.5, 0.5], BIAS_CASES[name], ll)
+    pi, a, ll = (np.asarray(x, np.float64) for x in inputs)
+    a = a / a.sum(-1, keepdims=True)
+    exact = hmm.hmm_filter(pi, a, ll, method="sequential").marginal_loglik
+    return inputs, float(exact)
+
+
+@pytest.mark.parametrize("name", BIAS_CASES)
+@pytest.mark.parametrize("method", CORE_METHODS[:2] + (scanalg.Blocked(),), ids=repr)
+def test_float32_loglik_bias_over_a_million_steps(method, name):
+    dynamax = pytest.importorskip("dynamax.hidden_markov_model")
+    inputs, exact = _bias_problem(name)
+    with jax.numpy_rank_promotion("allow"):  # (dynamax relies on rank promotion)
+        bound = abs(float(_dynamax_filter(dynamax)(*inputs).marginal_loglik) - exact)
+    loglik = _filter32(method)(*inputs).marginal_loglik
+    assert loglik.dtype == jnp.float32
+    error = float(loglik) - exact
+    assert abs(error) <= bound, (error, bound)
+    # Unbiased rounding: the errors of a million terms of size 1e-2 (ulp ~1e-9) add up
+    # like a random walk, to about 1e-6; a bias of a tenth of an ulp per step is 1e-4.
+    assert abs(error) < 1e-4, error
+
+
+@functools.cache
+def _dynamax_filter(dynamax):
+    return jax.jit(dynamax.hmm_filter)
+
+
+@functools.cache
+def _filter32(method):
+    return jax.jit(lambda pi, a, ll: hmm.hmm_filter(pi, a, ll, method=method))
 
 
 def _left_to_right_matrix(num_states, rng):
@@ -114,15 +170,6 @@ def _check_paths(paths, a):
     for path in paths:
         path = np.asarray(path)
         assert path[0] == 0 and np.all(a[path[:-1], path[1:]] > 0)
-
-
-# The numerics tests below run the three distinct code paths on a CPU (Auto() is
-# Sequential() here and Blocked() is covered by the nested variant).
-CORE_METHODS = (
-    scanalg.Sequential(),
-    scanalg.Parallel(),
-    scanalg.Blocked(block_size=3, outer=scanalg.Parallel()),
-)
 
 
 @pytest.mark.parametrize("method", CORE_METHODS, ids=[repr(m) for m in CORE_METHODS])
@@ -253,6 +300,20 @@ def test_bad_values_raise(name, value, match):
     args = dict(GOOD, **{name: value})
     with pytest.raises(eqx.EquinoxRuntimeError, match=match):
         jax.block_until_ready(hmm.hmm_filter(*args.values()))
+
+
+@pytest.mark.parametrize("k", [2, 5, 20, 200])
+def test_float32_normalised_matrix_cast_to_float64_is_accepted(k):
+    """Stochastic to the precision it was made in: rows normalised in float32, then cast
+    to float64, are accepted (their float64 row sums are off by up to ~k ulps of
+    float32)."""
+    rng = np.random.default_rng(k)
+    raw = rng.random((k, k)).astype(np.float32) ** 4  # uneven rows: large rounding
+    a = (raw / raw.sum(1, keepdims=True)).astype(np.float64)
+    pi = (raw[0] / raw[0].sum()).astype(np.float64)
+    assert np.abs(a.sum(1) - 1).max() > 1e-8  # beyond float64's own tolerance
+    loglik = hmm.hmm_filter(pi, a, np.zeros((4, k))).marginal_loglik
+    assert np.isfinite(loglik)
 
 
 def test_tolerance_is_dtype_aware():

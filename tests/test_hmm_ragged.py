@@ -6,22 +6,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import tree_allclose
-from hmm_reference import random_hmm
+from helpers import core_methods, tree_allclose
+from hmm_reference import inverse_cdf_path, random_hmm
 
-import scanalg
 from scanalg import hmm
-from scanalg.models.hmm import _inference as hmm_impl, _ragged as ragged
 
 K = 3
 LENGTHS = (5, 1, 7, 2, 4)  # includes a sequence of length one
 N = sum(LENGTHS)
 EDGES = np.cumsum((0, *LENGTHS))
-METHODS = (
-    scanalg.Sequential(),
-    scanalg.Parallel(),
-    scanalg.Blocked(block_size=3, outer=scanalg.Parallel()),
-)
+METHODS = core_methods  # the whole ragged pipeline, compiled per method
 TOL = dict(rtol=1e-9, atol=1e-12)
 
 
@@ -44,11 +38,12 @@ def _run(method, tv):
 
     @jax.jit
     def run(pi, a, ll, lengths, key):
+        kwargs = dict(lengths=lengths, method=method)
         return dict(
-            smoother=ragged._smoother(pi, a, ll, lengths, method),
-            filter=ragged._filter(pi, a, ll, lengths, method),
-            mode=ragged._posterior_mode(pi, a, ll, lengths, method),
-            sample=ragged._posterior_sample(key, pi, a, ll, lengths, method, None),
+            smoother=hmm.hmm_smoother(pi, a, ll, **kwargs),
+            filter=hmm.hmm_filter(pi, a, ll, **kwargs),
+            mode=hmm.hmm_posterior_mode(pi, a, ll, **kwargs),
+            sample=hmm.hmm_posterior_sample(key, pi, a, ll, **kwargs),
         )
 
     return run
@@ -64,8 +59,9 @@ def _references(tv):
         a_b, ll_b = _sequence(b, a, ll, tv)
         smoother = hmm.hmm_smoother(pi, a_b, ll_b, method="sequential")
         mode = hmm.hmm_posterior_mode(pi, a_b, ll_b, method="sequential")
-        # The same uniforms give the same path as sampling the sequence alone.
-        sample = hmm_impl._sample_one(u[s:e], smoother.filtered_probs, a_b, tv, "sequential")
+        # The same uniforms give the same path as sampling the sequence alone (by the
+        # inverse CDF of the backward kernels, in NumPy).
+        sample = inverse_cdf_path(smoother.filtered_probs, a_b, u[s:e])
         refs.append((smoother, mode, sample))
     return refs
 
@@ -74,7 +70,7 @@ def _references(tv):
 @pytest.mark.parametrize("method", METHODS, ids=repr)
 def test_packed_equals_per_sequence(method, tv):
     pi, a, ll = _problem(tv)
-    lengths = ragged.check_lengths(np.array(LENGTHS), N)
+    lengths = jnp.asarray(LENGTHS)
     out = _run(method, tv)(pi, a, ll, lengths, jax.random.key(3))
     smoother, filt = out["smoother"], out["filter"]
     loglik, sample = out["sample"]
@@ -102,14 +98,14 @@ def test_one_sequence_is_the_unragged_function():
     pi, a, ll = _problem(False, seed=1)
     key = jax.random.key(0)
     lengths = np.array([N])
-    got = ragged.hmm_posterior_sample(key, pi, a, ll, lengths=lengths, num_samples=2)
+    got = hmm.hmm_posterior_sample(key, pi, a, ll, lengths=lengths, num_samples=2)
     want = hmm.hmm_posterior_sample(key, pi, a, ll, num_samples=2)
     np.testing.assert_allclose(got[0], [want[0]], **TOL)
     np.testing.assert_array_equal(got[1], want[1])
-    smoothed = ragged.hmm_smoother(pi, a, ll, lengths=lengths).smoothed_probs
+    smoothed = hmm.hmm_smoother(pi, a, ll, lengths=lengths).smoothed_probs
     np.testing.assert_allclose(smoothed, hmm.hmm_smoother(pi, a, ll).smoothed_probs, **TOL)
     # All sequences of length one: the smoothed marginals are the filtered ones.
-    ones = ragged.hmm_smoother(pi, a, ll, lengths=np.ones(N, int))
+    ones = hmm.hmm_smoother(pi, a, ll, lengths=np.ones(N, int))
     np.testing.assert_allclose(ones.smoothed_probs, ones.filtered_probs, **TOL)
     assert np.all(ones.trans_probs == 0)
 
@@ -117,19 +113,19 @@ def test_one_sequence_is_the_unragged_function():
 def test_bad_lengths():
     pi, a, ll = _problem(False)
     with pytest.raises(ValueError, match=f"sum to {N + 1}, but .* has {N} time steps"):
-        ragged.hmm_filter(pi, a, ll, lengths=np.array([*LENGTHS[:-1], LENGTHS[-1] + 1]))
+        hmm.hmm_filter(pi, a, ll, lengths=np.array([*LENGTHS[:-1], LENGTHS[-1] + 1]))
     with pytest.raises(ValueError, match=f"sum to {N - 4}, but .* has {N} time steps"):
-        ragged.hmm_smoother(pi, a, ll, lengths=[*LENGTHS[:-1]])
+        hmm.hmm_smoother(pi, a, ll, lengths=[*LENGTHS[:-1]])
     with pytest.raises(ValueError, match="at least one time step"):
-        ragged.hmm_posterior_mode(pi, a, ll, lengths=np.array([0, *LENGTHS]))
+        hmm.hmm_posterior_mode(pi, a, ll, lengths=np.array([0, *LENGTHS]))
     with pytest.raises(ValueError, match="1-D"):
-        ragged.hmm_filter(pi, a, ll, lengths=np.array(LENGTHS)[None])
+        hmm.hmm_filter(pi, a, ll, lengths=np.array(LENGTHS)[None])
     with pytest.raises(TypeError, match="integers"):
-        ragged.hmm_filter(pi, a, ll, lengths=np.array(LENGTHS, float))
+        hmm.hmm_filter(pi, a, ll, lengths=np.array(LENGTHS, float))
     with pytest.raises(ValueError, match="num_samples"):
-        ragged.hmm_posterior_sample(jax.random.key(0), pi, a, ll, lengths=LENGTHS, num_samples=0)
+        hmm.hmm_posterior_sample(jax.random.key(0), pi, a, ll, lengths=LENGTHS, num_samples=0)
     # Traced lengths are checked when the function runs.
-    run = jax.jit(lambda lengths: ragged.hmm_filter(pi, a, ll, lengths=lengths).filtered_probs)
+    run = jax.jit(lambda lengths: hmm.hmm_filter(pi, a, ll, lengths=lengths).filtered_probs)
     with pytest.raises(Exception, match="do not sum"):
         jax.block_until_ready(run(jnp.array([N - 1, 2])))
     run(jnp.array([N - 1, 1]))  # ... and fine when they are right

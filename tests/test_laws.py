@@ -18,6 +18,7 @@ from helpers import tree_allclose
 
 import scanalg
 from scanalg import laws, monoids as M, strategies as S
+from scanalg.hmm import HMMForward, ScaledMatrix
 
 # ------------------------------------------------------------------ broken monoids
 
@@ -61,6 +62,8 @@ class ForwardEvaluation(scanalg.AbstractMonoid):
     """Composition of maps [K] -> [K] with evaluation declared a *forward* action
     (it is a reverse one)."""
 
+    action_direction: ClassVar[str] = "forward"
+
     def combine(self, earlier, later):
         return earlier[later]
 
@@ -89,6 +92,8 @@ class BothMatMul(scanalg.AbstractMonoid):
 class WrongOrder(scanalg.AbstractScanMethod):
     """A broken scan method: time-reversed, so prefixes come out as suffixes."""
 
+    combines_with_init: ClassVar[bool] = True
+
     def prefix(self, monoid, elems, reverse):
         return scanalg.Sequential().prefix(monoid, elems, not reverse)
 
@@ -98,6 +103,8 @@ class WrongOrder(scanalg.AbstractScanMethod):
 
 class Moments(scanalg.AbstractMonoid):
     """Sums of (1, x, x^2), lifted from scalar inputs x: scans read T numbers, not 3T."""
+
+    lifts: ClassVar[bool] = True
 
     def lift(self, x):
         return jnp.ones_like(x), x, x * x
@@ -294,6 +301,38 @@ def test_catches_a_broken_scan_method():
     assert "Sequential() forward inclusive" not in message
     assert "drawn elements, then" in message and "    xs = array(" in message
     assert err.inputs["xs"].shape == (7, 2, 2)
+    # Only WrongOrder disagrees with the fold: it is blamed, by name.
+    assert err.method == WrongOrder()
+    assert "Every disagreeing case runs the method WrongOrder()" in message
+    assert "were not checked in this run" in message  # only one law was checked
+    assert "scanalg.testing.check_method(WrongOrder())" in message
+
+
+class AlsoWrong(WrongOrder):
+    """Another broken method, broken in the same way."""
+
+
+def test_blame_needs_one_method():
+    err = _violation(
+        M.MatMul(),
+        S.matmul_elements(2),
+        laws=["scan_agrees_with_fold"],
+        methods=(scanalg.Sequential(), WrongOrder(), AlsoWrong()),
+    )
+    assert err.method is None and "Every disagreeing case runs" not in str(err)
+    assert "AlsoWrong() forward inclusive" in str(err)
+    assert "WrongOrder() forward inclusive" in str(err)
+    # A monoid at fault can look like a method at fault when its laws are not checked:
+    # the report says which were not.
+    err = _violation(
+        ForwardEvaluation(),
+        S.finite_functions(4),
+        states=S.finite_function_states(4),
+        laws=["scan_agrees_with_fold"],
+        methods=(scanalg.Sequential(), scanalg.Parallel()),
+    )
+    assert err.method == scanalg.Parallel()
+    assert "`action_compatibility`" in str(err) and "were not checked in this run" in str(err)
 
 
 def test_nan_fails_a_law_unless_allowed():
@@ -416,6 +455,7 @@ def test_law_objects_directly():
         "right_identity",
         "action_identity",
         "action_compatibility",
+        "action_input_agrees",
         "scan_agrees_with_fold",
     ]
     assert laws.associativity.draws == (("a", "element"), ("b", "element"), ("c", "element"))
@@ -498,6 +538,100 @@ def test_allclose_and_tolerance():
     assert not laws.allclose(jnp.zeros(2), jnp.zeros(3))
 
 
+# ------------------------------------------------- the protocol: act_input, canonical
+
+
+class ShiftedActInput(scanalg.AbstractMonoid):
+    """Addition whose `act_input` disagrees with `act(s, lift(x))` by one."""
+
+    action_direction: ClassVar[str] = "both"
+
+    def combine(self, earlier, later):
+        return earlier + later
+
+    def identity(self, like):
+        return jnp.zeros_like(like)
+
+    def act(self, state, element):
+        return state + element
+
+    def act_input(self, state, x):
+        return state + x + 1.0
+
+
+def test_catches_act_input_that_disagrees_with_act():
+    assert laws.action_input_agrees in scanalg.check_laws(
+        M.Sum(), S.sum_elements(), states=S.sum_elements(), max_examples=5
+    )
+    err = _violation(ShiftedActInput(), S.sum_elements(), states=S.sum_elements())
+    assert err.law is laws.action_input_agrees
+    assert "act_input(s, x) == act(s, lift(x))" in str(err) and "    x = array(" in str(err)
+    assert err.error == pytest.approx(1.0)
+
+
+def _seeded(build):
+    return st.integers(0, 2**32 - 1).map(lambda seed: build(np.random.default_rng(seed)))
+
+
+def _hmm_element(rng):
+    """A float32 `HMMForward` element in normal form (rows on the simplex, max scale 0)."""
+    matrix = rng.dirichlet(np.ones(3), size=3)
+    log_scale = 20 * rng.normal(size=3)
+    return ScaledMatrix(matrix.astype(np.float32), (log_scale - log_scale.max()).astype(np.float32))
+
+
+def test_projective_monoid_needs_no_custom_equality():
+    """`HMMForward` in float32 with normal-form elements: the fold's first element is the
+    lifted step, the scan's its normal form. The default equality compares normal forms
+    (`canonical`); comparing raw elements reported a false violation (error 19.2)."""
+    a = np.random.default_rng(0).dirichlet(np.ones(3), size=3).astype(np.float32)
+    args = (HMMForward(jnp.asarray(a)), _seeded(_hmm_element))
+    kwargs = dict(
+        states=_seeded(lambda rng: rng.dirichlet(np.ones(3)).astype(np.float32)),
+        inputs=_seeded(lambda rng: (30 * rng.normal(size=3)).astype(np.float32)),
+        methods=(scanalg.Sequential(), scanalg.Parallel()),
+        max_examples=5,
+    )
+    chosen = ["associativity", "scan_agrees_with_fold"]  # the laws on elements
+    assert scanalg.check_laws(*args, laws=chosen, **kwargs) == (
+        laws.associativity,
+        laws.scan_agrees_with_fold,
+    )
+    with pytest.raises(scanalg.LawViolation, match="scan_agrees_with_fold"):
+        scanalg.check_laws(*args, laws=["scan_agrees_with_fold"], equal=laws.allclose, **kwargs)
+
+
+def test_identity_returning_a_number_is_reported():
+    class NumberIdentity(scanalg.AbstractMonoid):
+        def combine(self, earlier, later):
+            return earlier + later
+
+        def identity(self, like):
+            return 0.0
+
+    with pytest.raises(TypeError, match=r"NumberIdentity.identity\(like\).*Python number"):
+        scanalg.check_laws(NumberIdentity(), S.sum_elements())
+
+
+def test_monoid_input_checks_run_first():
+    with pytest.raises(TypeError, match="LogAddExp needs floating-point"):
+        scanalg.check_laws(M.LogAddExp(), S.sum_elements((), np.int32), laws=["associativity"])
+
+
+def test_default_methods_come_from_the_registry():
+    from scanalg._methods import METHODS
+
+    registered = tuple(scanalg._methods.as_method(name) for name in METHODS)
+    assert laws.registered_methods() == registered
+    assert laws.default_methods == registered
+    assert {type(m) for m in registered} >= {
+        scanalg.Sequential,
+        scanalg.Parallel,
+        scanalg.Blocked,
+        scanalg.Auto,
+    }
+
+
 # -------------------------------------------------------------------- strategies
 
 fast = hypothesis.settings(max_examples=25)
@@ -546,7 +680,7 @@ def test_products_build_valid_elements():
     base = S.arrays((3, 3), min_value=0.0, max_value=1.0).map(
         lambda w: (w + 0.1) / (w + 0.1).sum(axis=1, keepdims=True)
     )
-    stochastic = S.products(M.MatMul().combine, base, max_factors=3)
+    stochastic = S.products(np.matmul, base, max_factors=3)
 
     @hypothesis.settings(max_examples=10)
     @hypothesis.given(stochastic)

@@ -5,180 +5,75 @@ import functools
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import jaxtyping
 import numpy as np
 import pytest
-from helpers import all_methods, method_ids, tree_allclose
+from helpers import (
+    EXACT,
+    NON_COMMUTATIVE,
+    all_methods,
+    all_monoids,
+    make_elems,
+    make_init,
+    method_ids,
+    reference,
+    tree_allclose,
+    variants,
+)
 
 import scanalg
 from scanalg import monoids as M
 
-LENGTHS = (0, 1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 1000)
+# 0, 1, 2, 3, 2^k - 1, 2^k, 2^k + 1 and a long one (lengths that are and are not a
+# multiple of the block size and of the number of devices); the commutative monoids,
+# where order errors cannot show, get fewer.
+LENGTHS = (0, 1, 2, 3, 7, 8, 9, 16, 17, 1000)
 SHORT_LENGTHS = (0, 1, 2, 7, 17)
-
-
-def _orthogonal(rng, n, size):
-    q, _ = np.linalg.qr(rng.normal(size=(size, n, n)))
-    return q
-
-
-def make_elems(name, n, seed=0):
-    rng = np.random.default_rng(seed)
-    if name == "Sum":
-        return jnp.asarray(rng.normal(size=(n, 2)))
-    if name == "Product":
-        return jnp.asarray(rng.uniform(0.9, 1.1, size=(n,)))
-    if name in ("Max", "Min"):
-        return jnp.asarray(rng.integers(-100, 100, size=(n, 3)), dtype=jnp.int32)
-    if name == "LogAddExp":
-        return jnp.asarray(rng.normal(size=(n, 2)) * 3)
-    if name == "MatMul":
-        return jnp.asarray(_orthogonal(rng, 3, n))
-    if name == "Affine":
-        return jnp.asarray(0.95 * _orthogonal(rng, 3, n)), jnp.asarray(rng.normal(size=(n, 3)))
-    if name == "FiniteFunction":
-        return jnp.asarray(rng.integers(0, 5, size=(n, 5)), dtype=jnp.int32)
-    raise ValueError(name)
-
-
-def make_init(name):
-    if name in ("Sum", "LogAddExp"):
-        return jnp.array([0.5, -1.0])
-    if name == "Product":
-        return jnp.array(2.0)
-    if name in ("Max", "Min"):
-        return jnp.array([3, -7, 50], dtype=jnp.int32)
-    if name in ("MatMul", "Affine"):
-        return jnp.array([1.0, -2.0, 0.5])
-    if name == "FiniteFunction":
-        return jnp.array(3, dtype=jnp.int32)
-    raise ValueError(name)
-
-
-all_monoids = {
-    "Sum": M.Sum(),
-    "Product": M.Product(),
-    "Max": M.Max(),
-    "Min": M.Min(),
-    "LogAddExp": M.LogAddExp(),
-    "MatMul": M.MatMul(),
-    "Affine": M.Affine(),
-    "FiniteFunction": M.FiniteFunction(),
-}
-# Non-commutative monoids get every length; the others a shorter list.
-NON_COMMUTATIVE = ("MatMul", "Affine", "FiniteFunction")
 
 
 def _at(elems, t):
     return jax.tree.map(lambda x: x[t], elems)
 
 
-def _stack(items, like):
-    if not items:
-        return jax.tree.map(lambda x: x[:0], like)
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *items)
-
-
-@functools.cache
-def _jitted(name):
-    """`combine` and `act` of a monoid, jitted once (compiled once per shape)."""
-    monoid = all_monoids[name]
-    return jax.jit(monoid.combine), jax.jit(monoid.act)
-
-
-@functools.cache
-def reference(name, n, reverse, exclusive, with_init):
-    """A plain Python left fold, one element at a time."""
-    monoid = all_monoids[name]
-    elems = make_elems(name, n)
-    combine, act = _jitted(name)
-    order = range(n - 1, -1, -1) if reverse else range(n)
-    if with_init:
-        state = make_init(name)
-        if exclusive:
-            out = {}
-            for t in order:
-                out[t] = state
-                state = act(state, _at(elems, t))
-        else:
-            out = {}
-            for t in order:
-                state = act(state, _at(elems, t))
-                out[t] = state
-        return _stack([out[t] for t in range(n)], jax.tree.map(lambda x: x[None], make_init(name)))
-    like = jax.tree.map(lambda x: jnp.zeros(x.shape[1:], x.dtype), elems)
-    acc = monoid.identity(like)
-    out = {}
-    for t in order:
-        if exclusive:
-            out[t] = acc
-        acc = combine(_at(elems, t), acc) if reverse else combine(acc, _at(elems, t))
-        if not exclusive:
-            out[t] = acc
-    return _stack([out[t] for t in range(n)], elems)
-
-
-def _directions(name, with_init):
-    if not with_init:
-        return (False, True)
-    direction = all_monoids[name].action_direction
-    return {"forward": (False,), "reverse": (True,), "both": (False, True)}[direction]
-
-
 @pytest.mark.parametrize("method", all_methods, ids=method_ids)
 @pytest.mark.parametrize("name", list(all_monoids))
-@pytest.mark.parametrize("with_init", [False, True], ids=["products", "states"])
-def test_scan_matches_fold(method, name, with_init):
-    monoid = all_monoids[name]
-    lengths = LENGTHS if name in NON_COMMUTATIVE else SHORT_LENGTHS
-    init = make_init(name) if with_init else None
-    variants = [(r, e) for r in _directions(name, with_init) for e in (False, True)]
+def test_scan_and_reduce_match_fold(method, name):
+    """Every variant (forward/reverse, inclusive/exclusive, with and without `init`)
+    and the reduction equal the left fold: exactly, dtype included, for the
+    integer-valued monoids (so every method gives bit-identical answers)."""
+    monoid, init = all_monoids[name], make_init(name)
+    cases = variants(name)
 
-    @jax.jit  # one compilation per length for all variants
+    @jax.jit  # one compilation per length for all variants and the reduction
     def run(elems):
-        return [
-            scanalg.scan(monoid, elems, init=init, reverse=r, exclusive=e, method=method)
-            for r, e in variants
+        scans = [
+            scanalg.scan(
+                monoid,
+                elems,
+                init=init if with_init else None,
+                reverse=reverse,
+                exclusive=exclusive,
+                method=method,
+            )
+            for reverse, exclusive, with_init in cases
         ]
+        return scans, scanalg.reduce(monoid, elems, method=method)
 
-    for n in lengths:
-        for (reverse, exclusive), got in zip(variants, run(make_elems(name, n))):
-            want = reference(name, n, reverse, exclusive, with_init)
-            assert tree_allclose(got, want, rtol=1e-9, atol=1e-9), (n, reverse, exclusive)
-
-
-@pytest.mark.parametrize("method", all_methods, ids=method_ids)
-@pytest.mark.parametrize("name", list(all_monoids))
-def test_reduce_matches_fold(method, name):
-    monoid = all_monoids[name]
-    reduce = eqx.filter_jit(scanalg.reduce)
-    for n in (0, 1, 2, 3, 8, 17, 1000):
+    exact = name in EXACT
+    tol = dict(rtol=0, atol=0) if exact else dict(rtol=1e-9, atol=1e-9)
+    for n in LENGTHS if name in NON_COMMUTATIVE else SHORT_LENGTHS:
         elems = make_elems(name, n)
-        got = reduce(monoid, elems, method=method)
+        scans, total = run(elems)
+        for case, got in zip(cases, scans):
+            want = reference(name, n, *case)
+            assert tree_allclose(got, want, **tol), (n, case)
+            if exact:
+                assert [x.dtype for x in jax.tree.leaves(got)] == [jnp.int32]
         if n == 0:
-            like = jax.tree.map(lambda x: jnp.zeros(x.shape[1:], x.dtype), elems)
-            want = monoid.identity(like)
+            want = monoid.identity(jax.tree.map(lambda x: jnp.zeros(x.shape[1:], x.dtype), elems))
         else:
             want = _at(reference(name, n, False, False, False), n - 1)
-        assert tree_allclose(got, want, rtol=1e-9, atol=1e-9), n
-
-
-@pytest.mark.parametrize("n", [1, 2, 9, 1000])
-def test_finite_function_bit_identical(n):
-    elems = make_elems("FiniteFunction", n, seed=3)
-    init = jnp.array(1, dtype=jnp.int32)
-    scan = eqx.filter_jit(scanalg.scan)
-    outs = [
-        (
-            scan(M.FiniteFunction(), elems, method=m),
-            scan(M.FiniteFunction(), elems, reverse=True, method=m),
-            scan(M.FiniteFunction(), elems, init=init, reverse=True, method=m),
-        )
-        for m in all_methods
-    ]
-    for out in outs[1:]:
-        for a, b in zip(out, outs[0]):
-            assert a.dtype == b.dtype
-            np.testing.assert_array_equal(a, b)
+        assert tree_allclose(total, want, **tol), n
 
 
 @pytest.mark.parametrize("method", all_methods, ids=method_ids)
@@ -198,7 +93,7 @@ def test_jit_and_vmap(method):
             rtol=1e-9,
             atol=1e-9,
         )
-    affine = jax.vmap(lambda e: scanalg.scan(M.Affine(), e, method=method, reverse=True))(
+    affine = jax.jit(jax.vmap(lambda e: scanalg.scan(M.Affine(), e, method=method, reverse=True)))(
         (
             jnp.stack([make_elems("Affine", 9, s)[0] for s in range(3)]),
             jnp.stack([make_elems("Affine", 9, s)[1] for s in range(3)]),
@@ -254,15 +149,64 @@ def test_scalar_leaf():
 
 
 def test_unknown_method():
-    with pytest.raises(ValueError, match="'sequential', 'parallel', 'blocked', 'auto'"):
+    with pytest.raises(ValueError, match="'sequential', 'parallel', 'blocked', 'auto'") as e:
         scanalg.scan(M.Sum(), jnp.zeros(3), method="fast")
+    assert "scanalg.register_method(name, factory)" in str(e.value)
 
 
-def test_bad_method_parameters():
-    with pytest.raises(ValueError, match="block_size"):
-        scanalg.Blocked(block_size=0)
-    with pytest.raises(ValueError, match="unroll"):
-        scanalg.Sequential(unroll=0)
+def test_register_method():
+    assert set(scanalg.METHODS) >= {"sequential", "parallel", "blocked", "auto"}
+    with pytest.raises(TypeError):
+        scanalg.METHODS["mine"] = scanalg.Sequential  # a read-only view
+    with pytest.raises(ValueError, match="already registered"):
+        scanalg.register_method("Blocked", scanalg.Blocked)
+    with pytest.raises(TypeError, match="factory"):
+        scanalg.register_method("mine", scanalg.Sequential())
+    scanalg.register_method("Test-Blocked-3", lambda: scanalg.Blocked(block_size=3))
+    try:
+        assert scanalg.METHODS["test-blocked-3"]() == scanalg.Blocked(block_size=3)
+        xs = make_elems("Affine", 7)
+        got = scanalg.scan(M.Affine(), xs, method="test-blocked-3")
+        assert tree_allclose(got, reference("Affine", 7, False, False, False))
+        scanalg.register_method("test-blocked-3", lambda: "blocked", replace=True)
+        with pytest.raises(TypeError, match="returned 'blocked', not an AbstractScanMethod"):
+            scanalg.scan(M.Affine(), xs, method="test-blocked-3")
+    finally:
+        from scanalg._methods._registry import _FACTORIES
+
+        _FACTORIES.pop("test-blocked-3")
+
+
+@pytest.mark.parametrize(
+    "build, error, pattern",
+    [
+        (lambda: scanalg.Blocked(block_size=0), ValueError, r"block_size=...\) must be >= 1"),
+        (lambda: scanalg.Blocked(block_size=True), TypeError, r"Blocked\(block_size=...\)"),
+        (lambda: scanalg.Blocked(block_size=2.0), TypeError, r"Blocked\(block_size=...\)"),
+        (lambda: scanalg.Blocked(unroll=0), ValueError, r"Blocked\(unroll=...\)"),
+        (lambda: scanalg.Blocked(outer="parallel"), TypeError, r"Blocked\(outer=...\)"),
+        (lambda: scanalg.Sequential(unroll=0), ValueError, r"Sequential\(unroll=...\)"),
+        (lambda: scanalg.Sequential(unroll=True), TypeError, r"Sequential\(unroll=...\)"),
+        (lambda: scanalg.Auto(min_blocked_length=-1), ValueError, "min_blocked_length"),
+        (lambda: scanalg.Auto(min_parallel_length="x"), TypeError, "min_parallel_length"),
+        (lambda: scanalg.Auto(min_blocked_ops=False), TypeError, "min_blocked_ops"),
+        (lambda: scanalg.Auto(max_blocked_act_size=1.5), TypeError, "max_blocked_act_size"),
+        (lambda: scanalg.Parallel(algorithm="blelloch"), ValueError, "doubling"),
+    ],
+)
+def test_bad_method_parameters(build, error, pattern):
+    with pytest.raises(error, match=pattern):
+        build()
+
+
+def test_runtime_type_checks_are_on(request):
+    """The suite runs `scanalg` under jaxtyping's import hook with beartype
+    (pyproject.toml's addopts), in every xdist worker too: a call that breaks an
+    annotation is a `TypeCheckError` before the function runs."""
+    if not request.config.getoption("jaxtyping_packages"):
+        pytest.skip("run without --jaxtyping-packages")
+    with pytest.raises(jaxtyping.TypeCheckError, match="unroll"):
+        scanalg.Sequential(unroll="2")
 
 
 def test_not_a_monoid():
@@ -291,6 +235,7 @@ def test_init_in_wrong_direction():
 
 class _Broken(scanalg.AbstractMonoid):
     what: str = eqx.field(static=True)
+    action_direction = "forward"
 
     def combine(self, earlier, later):
         if self.what == "combine-shape":
@@ -306,7 +251,7 @@ class _Broken(scanalg.AbstractMonoid):
 
     def act(self, state, element):
         if self.what == "act-shape":
-            return state[None] + element
+            return (state + element)[None]
         return state + element
 
 
@@ -324,26 +269,12 @@ def test_signature_changes_are_type_errors(what, pattern):
         scanalg.scan(_Broken(what), jnp.ones((4, 2)), init=jnp.zeros(2))
 
 
-@pytest.mark.parametrize("name", NON_COMMUTATIVE)
-def test_parallel_associative_scan_algorithm(name):
-    method = scanalg.Parallel(algorithm="associative_scan")
-    for n in (1, 2, 7, 16, 17):
-        for reverse in (False, True):
-            got = eqx.filter_jit(scanalg.scan)(
-                all_monoids[name], make_elems(name, n), reverse=reverse, method=method
-            )
-            assert tree_allclose(got, reference(name, n, reverse, False, False), rtol=1e-9), n
-
-
-def test_parallel_bad_algorithm():
-    with pytest.raises(ValueError, match="doubling"):
-        scanalg.Parallel(algorithm="blelloch")
-
-
 class _FixedMatrixAffine(scanalg.AbstractMonoid):
     """Affine maps with a fixed matrix: the inputs are only the offsets."""
 
     a: jax.Array
+    action_direction = "forward"
+    lifts = True
 
     def lift(self, b):
         return self.a, b
@@ -358,38 +289,42 @@ class _FixedMatrixAffine(scanalg.AbstractMonoid):
         return M.Affine().act(state, element)
 
 
-@pytest.mark.parametrize("method", all_methods, ids=method_ids)
-def test_lift_inputs(method):
-    a, b = make_elems("Affine", 1, seed=2)
-    a = a[0]
+def _lift_outputs(method):
+    """Scans and a reduction of `_FixedMatrixAffine` inputs, and the gradient with
+    respect to its matrix; for `method=None`, the same from the lifted elements with
+    `M.Affine()` and `Sequential`."""
+    a = make_elems("Affine", 1, seed=2)[0][0]
     offsets = make_elems("Affine", 23, seed=4)[1]
-    monoid = _FixedMatrixAffine(a)
-    lifted = (jnp.broadcast_to(a, (23, 3, 3)), offsets)
     init = make_init("Affine")
 
-    @eqx.filter_jit
-    def run(monoid, offsets):
+    def run(monoid, xs, method):
         return (
-            scanalg.scan(monoid, offsets, init=init, method=method),
-            scanalg.scan(monoid, offsets, reverse=True, exclusive=True, method=method),
-            scanalg.reduce(monoid, offsets, method=method),
+            scanalg.scan(monoid, xs, init=init, method=method),
+            scanalg.scan(monoid, xs, reverse=True, exclusive=True, method=method),
+            scanalg.reduce(monoid, xs, method=method),
         )
 
-    got = run(monoid, offsets)
-    want = (
-        scanalg.scan(M.Affine(), lifted, init=init, method="sequential"),
-        scanalg.scan(M.Affine(), lifted, reverse=True, exclusive=True, method="sequential"),
-        scanalg.reduce(M.Affine(), lifted, method="sequential"),
-    )
+    def loss(a, method):
+        return jnp.sum(scanalg.scan(_FixedMatrixAffine(a), offsets, init=init, method=method))
+
+    if method is None:
+        lifted = (jnp.broadcast_to(a, (23, 3, 3)), offsets)
+        out = jax.jit(run, static_argnums=(0, 2))(M.Affine(), lifted, "sequential")
+        return out, jax.grad(loss)(a, "sequential")
+    out = eqx.filter_jit(run)(_FixedMatrixAffine(a), offsets, method)
+    return out, jax.jit(jax.grad(loss), static_argnums=1)(a, method)
+
+
+@pytest.mark.parametrize("method", all_methods, ids=method_ids)
+def test_lift_inputs(method):
+    got, grad = _lift_outputs(method)
+    want, ref = _lift_reference()
     assert tree_allclose(got, want, rtol=1e-9, atol=1e-9)
     # gradients flow into the monoid's parameters through `lift`
-    grad = eqx.filter_jit(
-        eqx.filter_grad(lambda m: jnp.sum(scanalg.scan(m, offsets, init=init, method=method)))
-    )(monoid)
-    ref = eqx.filter_grad(
-        lambda m: jnp.sum(scanalg.scan(m, offsets, init=init, method="sequential"))
-    )(monoid)
     assert tree_allclose(grad, ref, rtol=1e-8, atol=1e-10)
+
+
+_lift_reference = functools.cache(lambda: _lift_outputs(None))
 
 
 def test_auto_rule_on_cpu():
@@ -406,25 +341,109 @@ def test_auto_rule_on_cpu():
     assert isinstance(strict.resolve(heavy, ll, None), scanalg.Sequential)
 
 
+def _kalman(n, length=2048):
+    kalman = scanalg.lgssm.KalmanFilter()
+    elems = scanalg.lgssm.FilterElement(
+        A=jnp.zeros((length, n, n)),
+        b=jnp.zeros((length, n)),
+        C=jnp.zeros((length, n, n)),
+        eta=jnp.zeros((length, n)),
+        J=jnp.zeros((length, n, n)),
+        loglik=jnp.zeros(length),
+    )
+    init = scanalg.lgssm.FilterState(mean=jnp.zeros(n), cov=jnp.zeros((n, n)), loglik=jnp.zeros(()))
+    return kalman, elems, init
+
+
 @pytest.mark.parametrize("n, expected", [(2, scanalg.Blocked), (8, scanalg.Sequential)])
 def test_auto_rule_with_init_on_cpu(n, expected):
     """With an initial state: blocked for long scans of many-operation acts on small
     elements (a Kalman step, state dimension 2), sequential for large elements."""
-    kalman = scanalg.lgssm.KalmanFilter()
-    elems = scanalg.lgssm.FilterElement(
-        A=jnp.zeros((2048, n, n)),
-        b=jnp.zeros((2048, n)),
-        C=jnp.zeros((2048, n, n)),
-        eta=jnp.zeros((2048, n)),
-        J=jnp.zeros((2048, n, n)),
-        loglik=jnp.zeros(2048),
-    )
-    init = scanalg.lgssm.FilterState(mean=jnp.zeros(n), cov=jnp.zeros((n, n)), loglik=jnp.zeros(()))
+    kalman, elems, init = _kalman(n)
     assert isinstance(scanalg.Auto().resolve(kalman, elems, init), expected)
     short = jax.tree.map(lambda x: x[:100], elems)
     assert isinstance(scanalg.Auto().resolve(kalman, short, init), scanalg.Sequential)
     lenient = scanalg.Auto(min_blocked_act_ops=10_000)
     assert isinstance(lenient.resolve(kalman, elems, init), scanalg.Sequential)
+
+
+class _Jitted(scanalg.AbstractMonoid):
+    """`monoid` with `combine`, `act` and `act_input` each wrapped in `jax.jit`."""
+
+    monoid: scanalg.AbstractMonoid
+
+    @property
+    def action_direction(self):
+        return self.monoid.action_direction
+
+    def combine(self, earlier, later):
+        return jax.jit(self.monoid.combine)(earlier, later)
+
+    def identity(self, like):
+        return self.monoid.identity(like)
+
+    def act(self, state, element):
+        return jax.jit(self.monoid.act)(state, element)
+
+    def act_input(self, state, x):
+        return jax.jit(self.monoid.act_input)(state, x)
+
+
+def test_auto_counts_into_called_functions():
+    """A `combine` (or `act_input`) wrapped in `jax.jit` gives the same choice."""
+    rng = np.random.default_rng(0)
+    heavy = scanalg.hmm.HMMForward(jnp.asarray(rng.dirichlet(np.ones(4), size=4)))
+    ll = jnp.zeros((2048, 4))
+    kalman, elems, init = _kalman(2)
+    cases = [
+        (heavy, ll, None, scanalg.Blocked),
+        (M.MatMul(), jnp.zeros((2048, 3, 3)), None, scanalg.Sequential),
+        (kalman, elems, init, scanalg.Blocked),
+    ]
+    for monoid, xs, s, expected in cases:
+        for auto in (scanalg.Auto(), scanalg.Auto(min_blocked_ops=1, min_blocked_act_ops=1)):
+            plain = auto.resolve(monoid, xs, s)
+            assert type(plain) is type(auto.resolve(_Jitted(monoid), xs, s))
+        assert isinstance(scanalg.Auto().resolve(_Jitted(monoid), xs, s), expected)
+
+
+def test_operation_count():
+    from scanalg._methods._auto import count_ops
+
+    x = jnp.ones(3)
+
+    def f(x):
+        return jnp.sin(x) * 2 + 1  # three operations
+
+    g = jax.custom_jvp(f)
+    g.defjvp(lambda primals, tangents: (f(*primals), tangents[0]))
+
+    def branches(x):
+        # slice, squeeze, gt, convert the predicate, then the larger branch (f: 3)
+        return jax.lax.cond(x[0] > 0, f, jnp.cos, x)
+
+    assert count_ops(f, x) == count_ops(jax.jit(f), x) == 3
+    assert count_ops(jax.checkpoint(f), x) == count_ops(g, x) == 3
+    assert count_ops(lambda x: jax.lax.scan(lambda c, _: (f(c), None), x, None, 4)[0], x) == 3
+    assert count_ops(branches, x) == count_ops(jax.jit(branches), x) == 7
+
+
+@pytest.mark.parametrize("method", all_methods, ids=method_ids)
+def test_prefix_from(method):
+    """`prefix_from` starts every product from the given element."""
+    monoid, xs = M.Affine(), make_elems("Affine", 13, seed=1)
+    start = _at(make_elems("Affine", 1, seed=2), 0)
+    with_start = jax.tree.map(lambda s, x: jnp.concatenate([s[None], x]), start, xs)
+    got = jax.jit(lambda xs, s: [method.prefix_from(monoid, xs, s, r) for r in (False, True)])(
+        xs, start
+    )
+    forward = reference("Affine", 13, False, False, False, seed=1)
+    want_forward = scanalg.scan(monoid, with_start, method="sequential")
+    assert tree_allclose(got[0], jax.tree.map(lambda x: x[1:], want_forward))
+    reverse = jax.tree.map(lambda s, x: jnp.concatenate([x, s[None]]), start, xs)
+    want_reverse = scanalg.scan(monoid, reverse, reverse=True, method="sequential")
+    assert tree_allclose(got[1], jax.tree.map(lambda x: x[:-1], want_reverse))
+    assert not tree_allclose(got[0], forward)  # the start made a difference
 
 
 # ---------------------------------------------------------------------------
@@ -435,33 +454,31 @@ def test_auto_rule_with_init_on_cpu(n, expected):
 READOUT_CASES = [("Affine", False), ("FiniteFunction", True)]
 
 
-@pytest.mark.parametrize("exclusive", [False, True])
-@pytest.mark.parametrize("name, reverse", READOUT_CASES)
+def _readout(state, x):
+    # Something that uses both arguments and changes the output's structure.
+    leaf = jax.tree.leaves(x)[-1]
+    return {"state": state, "mix": jnp.sum(state) * 2 + jnp.sum(leaf)}
+
+
 @pytest.mark.parametrize("method", all_methods, ids=method_ids)
-def test_readout_is_a_function_of_each_state_and_input(method, name, reverse, exclusive):
+def test_readout_is_a_function_of_each_state_and_input(method):
     """`readout(state, x)` sees the state the scan would return at t and the input at t."""
-    monoid, init = all_monoids[name], make_init(name)
-    elems = make_elems(name, 17, seed=3)
+    cases = [(name, reverse, e) for name, reverse in READOUT_CASES for e in (False, True)]
 
-    def readout(state, x):
-        # Something that uses both arguments and changes the output's structure.
-        leaf = jax.tree.leaves(x)[-1]
-        return {"state": state, "mix": jnp.sum(state) * 2 + jnp.sum(leaf)}
+    @jax.jit
+    def run(elems):
+        out = []
+        for name, reverse, exclusive in cases:
+            monoid, init, xs = all_monoids[name], make_init(name), elems[name]
+            kw = dict(init=init, reverse=reverse, exclusive=exclusive, method=method)
+            states = scanalg.scan(monoid, xs, **kw)
+            out.append((scanalg.scan(monoid, xs, readout=_readout, **kw), states))
+        return out
 
-    states = scanalg.scan(
-        monoid, elems, init=init, reverse=reverse, exclusive=exclusive, method=method
-    )
-    expected = jax.vmap(readout)(states, elems)
-    got = scanalg.scan(
-        monoid,
-        elems,
-        init=init,
-        reverse=reverse,
-        exclusive=exclusive,
-        readout=readout,
-        method=method,
-    )
-    assert tree_allclose(got, expected)
+    elems = {name: make_elems(name, 17, seed=3) for name, _ in READOUT_CASES}
+    for case, (got, states) in zip(cases, run(elems)):
+        expected = jax.vmap(_readout)(states, elems[case[0]])
+        assert tree_allclose(got, expected), case
 
 
 def test_readout_needs_init_and_handles_empty_sequences():

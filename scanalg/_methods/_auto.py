@@ -1,52 +1,73 @@
 """`Auto`: chooses a method from the backend, the length and the cost of a step."""
 
 import math
+from collections.abc import Callable
 from typing import ClassVar
 
 import equinox as eqx
 import jax
+from jax.extend import core as jex_core
 
 from .. import _tree
-from ._base import (
-    AbstractScanMethod,
-    element_like,
-)
+from ._base import AbstractScanMethod, check_int, element_like
 from ._blocked import Blocked
 from ._parallel import Parallel
 from ._sequential import Sequential
 
 
+def _count_eqns(jaxpr: jex_core.Jaxpr) -> int:
+    """The primitive operations of `jaxpr`, counted into the jaxprs its operations
+    call (`jit`, custom derivatives, `checkpoint`, loop bodies: once each; `cond`: its
+    largest branch). A call itself is not an operation."""
+    total = 0
+    for eqn in jaxpr.eqns:
+        inner = []
+        for value in eqn.params.values():
+            values = value if isinstance(value, tuple | list) else (value,)
+            for v in values:
+                if isinstance(v, jex_core.ClosedJaxpr):
+                    inner.append(_count_eqns(v.jaxpr))
+                elif isinstance(v, jex_core.Jaxpr):
+                    inner.append(_count_eqns(v))
+        if not inner:
+            total += 1
+        elif eqn.primitive.name == "cond":
+            total += max(inner)
+        else:
+            total += sum(inner)
+    return total
+
+
+def count_ops(fn: Callable, *args) -> int:
+    """The number of primitive operations `fn(*args)` traces to (see `_count_eqns`)."""
+    return _count_eqns(jax.make_jaxpr(fn)(*args).jaxpr)
+
+
 class Auto(AbstractScanMethod):
     r"""Chooses a method from the backend, the sequence length and the cost of a step.
 
-    The rule (a cost model fitted to `python -m scanalg.bench` runs, see the
-    Benchmarks page). It counts the primitive operations of one `combine` and of one
-    `act_input` (from their jaxprs) and the number of scalars in one element, all at
-    trace time:
+    It counts the primitive operations of one `combine` and of one `act_input` (from
+    their jaxprs, counting into the functions they call, so wrapping `combine` in
+    `jax.jit` changes nothing) and the number of scalars in one element, all at
+    trace time, and picks:
 
-    - **CPU, with an initial state.** `Blocked()` when $T \ge$ `min_blocked_length`,
+    - **CPU, with an initial state:** `Blocked()` when $T \ge$ `min_blocked_length`,
       `act_input` has at least `min_blocked_act_ops` operations and an element at most
-      `max_blocked_act_size` scalars; otherwise `Sequential()`. A loop step costs a
-      fixed overhead per operation; `Blocked` pays it once per step for all blocks
-      at once (under `vmap`), at the price of also forming block products. That wins
-      when steps are many small operations: a Kalman step with state dimension 2
-      (136 operations, 17 scalars) runs 4.2× faster blocked at $T = 10^5$. It loses
-      when the element is large or the step is short: the HMM filter step (22
-      operations), or state dimension 8 (209 scalars, $O(n^3)$ products).
+      `max_blocked_act_size` scalars; otherwise `Sequential()`. A loop step pays a
+      fixed overhead per operation; `Blocked` pays it once per step for all blocks at
+      once (under `vmap`), at the price of also forming block products. That wins
+      when steps are many small operations on small elements, and loses when the
+      element is large or the step is short.
     - **CPU, without an initial state** (and reductions): `Blocked()` when $T \ge$
       `min_blocked_length` and `combine` has at least `min_blocked_ops` operations,
-      otherwise `Sequential()`. Measured on 2 cores at $T = 10^5$, HMM products (32
-      operations): blocked 42 ms vs sequential 188 ms; a $3\times 3$ matrix
-      product (1 operation): sequential 1.9 ms vs blocked 21 ms.
-    - **Accelerators.** `Sequential()` for $T <$ `min_parallel_length`, `Parallel()`
-      from there on. Measured on an H100: a sequential step costs 7–8 µs (HMM filter
-      and sampler, $K = 5$), a doubling round about 50 µs, so `Parallel` is faster
-      from $T = 16$ on (0.37 vs 0.55 ms) and 17× faster at $T = 1024$.
+      otherwise `Sequential()`.
+    - **Accelerators:** `Sequential()` for $T <$ `min_parallel_length`, `Parallel()`
+      from there on.
 
-    Recalibrate for your machine by running `python -m scanalg.bench` and passing
-    the crossovers it reports.
+    The defaults come from `python -m scanalg.bench` runs (see the Benchmarks page);
+    recalibrate for your machine by running it and passing the crossovers it reports.
 
-    **Arguments:**
+    **Arguments** (each an `int` $\ge 0$):
 
     - `min_parallel_length`: the crossover length on accelerators.
     - `min_blocked_length`: the shortest scan that `Blocked` may take on CPU.
@@ -64,6 +85,16 @@ class Auto(AbstractScanMethod):
     min_blocked_act_ops: int = eqx.field(default=64, static=True)
     max_blocked_act_size: int = eqx.field(default=64, static=True)
 
+    def __check_init__(self):
+        for field in (
+            "min_parallel_length",
+            "min_blocked_length",
+            "min_blocked_ops",
+            "min_blocked_act_ops",
+            "max_blocked_act_size",
+        ):
+            check_int("Auto", field, getattr(self, field), 0)
+
     def resolve(self, monoid, elems, init):
         n = jax.tree.leaves(elems)[0].shape[0]
         if jax.default_backend() != "cpu":
@@ -72,16 +103,19 @@ class Auto(AbstractScanMethod):
             return Sequential()
         like = element_like(monoid, elems)
         if init is None:
-            ops = len(jax.make_jaxpr(monoid.combine)(like, like).eqns)
+            ops = count_ops(monoid.combine, like, like)
             return Blocked() if ops >= self.min_blocked_ops else Sequential()
         size = sum(math.prod(x.shape) for x in jax.tree.leaves(like))
         if size > self.max_blocked_act_size:
             return Sequential()
-        ops = len(jax.make_jaxpr(monoid.act_input)(init, _tree.like_element(elems)).eqns)
+        ops = count_ops(monoid.act_input, init, _tree.like_element(elems))
         return Blocked() if ops >= self.min_blocked_act_ops else Sequential()
 
     def prefix(self, monoid, elems, reverse):
         return self.resolve(monoid, elems, None).prefix(monoid, elems, reverse)
+
+    def prefix_from(self, monoid, elems, start, reverse):
+        return self.resolve(monoid, elems, None).prefix_from(monoid, elems, start, reverse)
 
     def prefix_act(self, monoid, elems, init, reverse):
         return self.resolve(monoid, elems, init).prefix_act(monoid, elems, init, reverse)

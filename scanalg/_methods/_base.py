@@ -2,7 +2,7 @@
 
 import abc
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
@@ -10,7 +10,7 @@ import jax.lax as lax
 import jax.numpy as jnp
 
 from .. import _tree
-from .._monoid import AbstractMonoid
+from .._monoid import AbstractMonoid, has_lift
 
 PyTree = Any
 
@@ -23,7 +23,7 @@ def element_like(monoid: AbstractMonoid, elems: PyTree) -> PyTree:
 
 def lift_all(monoid: AbstractMonoid, elems: PyTree) -> PyTree:
     """Lift every input to its element (a no-op for monoids without `lift`)."""
-    if type(monoid).lift is AbstractMonoid.lift:
+    if not has_lift(monoid):
         return elems
     return jax.vmap(monoid.lift)(elems)
 
@@ -62,27 +62,18 @@ def loop(
     unroll: int,
     keep: bool = True,
     exclusive: bool = False,
-    valid: jax.Array | None = None,
     emit: Callable | None = None,
 ) -> tuple[PyTree, PyTree]:
     """A `lax.scan` of `step(carry, x) -> carry`, returning the final carry and, per
     step, `emit(before, after, x)` (default: the carry after the step, or before it
-    if `exclusive`).
-
-    Steps where `valid` is false leave the carry unchanged (used for padding).
-    """
+    if `exclusive`; nothing if not `keep`)."""
     emit = emitter(exclusive, None) if emit is None else emit
 
-    def body(c, inputs):
-        x, ok = inputs
+    def body(c, x):
         new = step(c, x)
-        if ok is not None:
-            new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, c)
-        if not keep:
-            return new, None
-        return new, emit(c, new, x)
+        return new, (emit(c, new, x) if keep else None)
 
-    return lax.scan(body, carry, (xs, valid), reverse=reverse, unroll=unroll)
+    return lax.scan(body, carry, xs, reverse=reverse, unroll=unroll)
 
 
 class _Elements(AbstractMonoid):
@@ -109,9 +100,29 @@ class _Elements(AbstractMonoid):
 
 def on_elements(monoid: AbstractMonoid) -> AbstractMonoid:
     """The same monoid, taking elements instead of inputs."""
-    if type(monoid).lift is AbstractMonoid.lift:
+    if not has_lift(monoid):
         return monoid
     return _Elements(monoid)
+
+
+def check_int(owner: str, field: str, value: Any, minimum: int, *, optional=False) -> None:
+    """Raise `TypeError` unless `value` is an `int` (not a `bool`; `None` too if
+    `optional`), and `ValueError` unless it is at least `minimum`."""
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        kind = "None or an int" if optional else "an int"
+        raise TypeError(f"{owner}({field}=...) must be {kind}, got {value!r}.")
+    if value < minimum:
+        raise ValueError(f"{owner}({field}=...) must be >= {minimum}, got {value!r}.")
+
+
+def check_method(owner: str, field: str, value: Any, *, single_device: bool = False) -> None:
+    """Raise `TypeError` unless `value` is a scan method (one that runs on one device,
+    if `single_device`)."""
+    if not isinstance(value, AbstractScanMethod) or (single_device and value.multi_device):
+        kind = "a single-device scan method" if single_device else "a scan method"
+        raise TypeError(f"{owner}({field}=...) must be {kind}, got {value!r}.")
 
 
 class AbstractScanMethod(eqx.Module):
@@ -120,16 +131,30 @@ class AbstractScanMethod(eqx.Module):
     Subclasses implement `prefix` and `total` for sequences of length at least one;
     `scan` and `reduce` handle empty sequences, exclusive scans and validation.
 
-    **Declared properties** (what models need to know about a method; they never
-    inspect its class):
+    **Declared properties** (what models and other methods need to know about a
+    method; nothing inspects its class):
 
     - `combines_with_init`: whether a scan with an initial state forms products of
       elements (`combine`) at all. `False` means it only calls `act_input` once per
       step, in order (`Sequential`): then the cost of a scan is the cost of
       `act_input`, and a model may pick a cheaper input form for it.
+    - `scans_from_start` (default `False`): whether `prefix_from` costs no more than
+      `prefix` (a loop that starts from the given element; the default `prefix_from`
+      combines the start into every product afterwards). Then a blocked scan reduces
+      each block first and scans it from its start; otherwise it scans each block
+      first, reads the block's product off its last prefix and combines the start in.
+    - `multi_device` (default `False`): whether the method spreads one scan over
+      several devices (so it cannot scan one device's chunk inside another such
+      method).
+
+    A method that only chooses another (`Auto`) declares what holds for every
+    choice; `resolve` gives the method that runs, and is what `Blocked` and
+    `Sharded` ask.
     """
 
     combines_with_init: eqx.AbstractClassVar[bool]
+    scans_from_start: ClassVar[bool] = False
+    multi_device: ClassVar[bool] = False
 
     @abc.abstractmethod
     def prefix(self, monoid: AbstractMonoid, elems: PyTree, reverse: bool) -> PyTree:
@@ -162,6 +187,27 @@ class AbstractScanMethod(eqx.Module):
 
         A single element (no time axis).
         """
+
+    def prefix_from(
+        self, monoid: AbstractMonoid, elems: PyTree, start: PyTree, reverse: bool
+    ) -> PyTree:
+        r"""Inclusive prefix products that start from the element `start`.
+
+        The default computes `prefix` and combines `start` into every product
+        (`scans_from_start` is then `False`); a loop starts from `start` instead.
+
+        **Arguments:**
+
+        - `monoid`, `elems`, `reverse`: as for `prefix`.
+        - `start`: a single (lifted) element $s$: the product of everything before
+          the sequence in scan order.
+
+        **Returns:**
+
+        The products $s \otimes x_1 \otimes\cdots\otimes x_t$ (reverse:
+        $x_t \otimes\cdots\otimes x_T \otimes s$), stacked along a leading time axis.
+        """
+        return combine_start(monoid, start, self.prefix(monoid, elems, reverse), reverse)
 
     def prefix_act(
         self, monoid: AbstractMonoid, elems: PyTree, init: PyTree, reverse: bool
@@ -240,6 +286,14 @@ class AbstractScanMethod(eqx.Module):
         return self
 
 
+def combine_start(monoid: AbstractMonoid, start: PyTree, products: PyTree, reverse: bool):
+    """`start` combined into each of `products` (stacked along time): on the left in a
+    forward scan, on the right in a reverse one (time order)."""
+    if reverse:
+        return jax.vmap(monoid.combine, in_axes=(0, None))(products, start)
+    return jax.vmap(monoid.combine, in_axes=(None, 0))(start, products)
+
+
 def shift(inclusive: PyTree, first: PyTree, reverse: bool) -> PyTree:
     """Turn an inclusive scan into an exclusive one, starting from `first`.
 
@@ -252,6 +306,6 @@ def shift(inclusive: PyTree, first: PyTree, reverse: bool) -> PyTree:
         n = x.shape[0]
         moved = lax.pad(x, jnp.zeros((), x.dtype), config + [(0, 0, 0)] * (x.ndim - 1))
         at = lax.broadcasted_iota(jnp.int32, (n,) + (1,) * (x.ndim - 1), 0)
-        return jnp.where(at == (n - 1 if reverse else 0), f, moved)
+        return jnp.where(at == (n - 1 if reverse else 0), f[None], moved)
 
     return jax.tree.map(one, inclusive, first)

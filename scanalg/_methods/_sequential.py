@@ -7,6 +7,7 @@ import equinox as eqx
 from ._base import (
     AbstractScanMethod,
     act_step,
+    check_int,
     combine_step,
     element_like,
     emitter,
@@ -17,30 +18,32 @@ from ._base import (
 class Sequential(AbstractScanMethod):
     r"""A `jax.lax.scan` over time: $T$ steps of depth one.
 
-    With an initial state it calls only `act` per step, so a scan carrying a
+    With an initial state it calls only `act_input` per step, so a scan carrying a
     $K$-vector through $K\times K$ elements costs $O(K^2)$ per step.
 
     **Arguments:**
 
-    - `unroll`: how many steps `lax.scan` unrolls per iteration.
+    - `unroll`: how many steps `lax.scan` unrolls per iteration (an `int` $\ge 1$).
     """
 
     combines_with_init: ClassVar[bool] = False
+    scans_from_start: ClassVar[bool] = True
 
     unroll: int = eqx.field(default=1, static=True)
 
     def __check_init__(self):
-        if not (isinstance(self.unroll, int) and self.unroll >= 1):
-            raise ValueError(f"Sequential(unroll=...) must be an int >= 1, got {self.unroll!r}.")
+        check_int("Sequential", "unroll", self.unroll, 1)
 
     def prefix(self, monoid, elems, reverse):
-        carry = monoid.identity(element_like(monoid, elems))
+        start = monoid.identity(element_like(monoid, elems))
+        return self.prefix_from(monoid, elems, start, reverse)
+
+    def prefix_from(self, monoid, elems, start, reverse):
         step = combine_step(monoid, reverse)
-        return loop(step, carry, elems, reverse=reverse, unroll=self.unroll)[1]
+        return loop(step, start, elems, reverse=reverse, unroll=self.unroll)[1]
 
     def prefix_act(self, monoid, elems, init, reverse):
-        step = act_step(monoid)
-        return loop(step, init, elems, reverse=reverse, unroll=self.unroll)[1]
+        return self.states(monoid, elems, init, reverse)
 
     def states(self, monoid, elems, init, reverse, exclusive=False, readout=None):
         emit = emitter(exclusive, readout)

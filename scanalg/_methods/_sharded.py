@@ -1,18 +1,17 @@
 """`Sharded`: the blocked scan across the devices of a `jax.sharding.Mesh`."""
 
-from typing import Any, ClassVar, Literal
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
-import jax.lax as lax
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from .. import _tree
-from .._monoid import AbstractMonoid
 from ._auto import Auto
-from ._base import AbstractScanMethod, combine_step, loop, on_elements
+from ._base import AbstractScanMethod, check_method
 from ._blocked import Blocked
 from ._sequential import Sequential
+from ._three_pass import OnDevices, ThreePass, cut, pad_after, total_in_parts
 
 PyTree = Any
 
@@ -29,15 +28,21 @@ class Sharded(AbstractScanMethod):
        device forms its exclusive prefix $p_d = c_1 \otimes\cdots\otimes c_{d-1}$ (the
        suffix $c_{d+1} \otimes\cdots\otimes c_D$ for a reverse scan), or with an
        initial state $s$ the state $s \cdot p_d$;
-    3. each device scans its chunk from $p_d$ with `local` (with `act` from
+    3. each device scans its chunk from $p_d$ with `local` (with `act_input` from
        $s \cdot p_d$ when an initial state is given).
 
+    When `local` cannot start from a given element at no extra cost
+    (`scans_from_start` is false, e.g. `Parallel`), a scan without an initial state
+    scans each chunk first, reads $c_d$ off its last prefix and combines $p_d$ into
+    every prefix afterwards.
+
     Work: about $2L$ combines per device (or $L$ combines and $L$ acts), plus $D$ for
-    the totals; one `all_gather` of $D$ elements. This is `scanalg.Blocked` with the
-    blocks on different devices. So with an initial state the sharded scan does a
-    reduction pass of combines that a sequential scan (acts only) does not: it gains
-    when the devices are many, or have cores of their own, compared with the cost
-    of `combine` over `act` (see `examples/sharded_scan.py`).
+    the totals; one `all_gather` of $D$ elements. These are the passes of
+    `scanalg.Blocked` (the same code), with the blocks on different devices. So with
+    an initial state the sharded scan does a reduction pass of combines that a
+    sequential scan (acts only) does not: it gains when the devices are many, or have
+    cores of their own, compared with the cost of `combine` over `act` (see
+    `examples/sharded_scan.py`).
 
     **Sharding.** Inputs may arrive sharded along time as
     `NamedSharding(mesh, PartitionSpec(axis_name))` (nothing moves), or in any other
@@ -54,14 +59,16 @@ class Sharded(AbstractScanMethod):
 
     - `mesh`: a `jax.sharding.Mesh`.
     - `axis_name`: the mesh axis to split time over.
-    - `local`: the method each device scans its chunk with (default `Auto()`:
-      sequential on CPU; on a GPU, parallel for long chunks).
-    - `local_reduce`: the method each device reduces its chunk with, in the first
-      pass (default `Blocked()`: its combines run side by side across blocks, which
-      is several times faster than a loop of combines on CPU and GPU alike).
+    - `local`: the single-device method each device scans its chunk with (default
+      `Auto()`: sequential on CPU; on a GPU, parallel for long chunks).
+    - `local_reduce`: the single-device method each device reduces its chunk with,
+      in the first pass (default `Blocked()`: its combines run side by side across
+      blocks).
     """
 
     combines_with_init: ClassVar[bool] = True
+    scans_from_start: ClassVar[bool] = True
+    multi_device: ClassVar[bool] = True
 
     mesh: Mesh = eqx.field(static=True)
     axis_name: str = eqx.field(static=True)
@@ -73,17 +80,15 @@ class Sharded(AbstractScanMethod):
             raise TypeError(
                 f"Sharded(mesh=...) must be a jax.sharding.Mesh, got {type(self.mesh).__name__}."
             )
+        if not isinstance(self.axis_name, str):
+            raise TypeError(f"Sharded(axis_name=...) must be a str, got {self.axis_name!r}.")
         if self.axis_name not in self.mesh.axis_names:
             raise ValueError(
                 f"Sharded(axis_name={self.axis_name!r}): the mesh has no axis of that name; "
                 f"its axes are {tuple(self.mesh.axis_names)}."
             )
-        for name in ("local", "local_reduce"):
-            value = getattr(self, name)
-            if not isinstance(value, AbstractScanMethod) or isinstance(value, Sharded):
-                raise TypeError(
-                    f"Sharded({name}=...) must be a single-device scan method, got {value!r}."
-                )
+        check_method("Sharded", "local", self.local, single_device=True)
+        check_method("Sharded", "local_reduce", self.local_reduce, single_device=True)
 
     @property
     def num_devices(self) -> int:
@@ -99,92 +104,63 @@ class Sharded(AbstractScanMethod):
             return tree
         return jax.sharding.reshard(tree, NamedSharding(self.mesh, spec))
 
-    def _run(
-        self,
-        monoid: AbstractMonoid,
-        elems: PyTree,
-        init: PyTree | None,
-        reverse: bool,
-        what: Literal["prefix", "total"],
-    ) -> PyTree:
-        axis = self.axis_name
+    def _passes(self) -> ThreePass:
+        return ThreePass(
+            OnDevices(self.axis_name),
+            local=self.local,
+            local_reduce=self.local_reduce,
+            outer=Sequential(),
+        )
+
+    def _run(self, run: Callable, monoid, elems, extra: PyTree, reverse: bool, split: bool):
+        """`run(monoid, chunk, extra)` on every device's chunk of `elems` (padded, see
+        `pad_after`, and cut back when `split`; otherwise the length is a multiple of
+        $D$ and the result replicated). `extra` is replicated."""
         n = jax.tree.leaves(elems)[0].shape[0]
-        pad = -n % self.num_devices
-        if pad:
-            # Pad with copies of the boundary input *after* the data in scan order (at
-            # the end forward, at the front in reverse): a scan never carries a padded
-            # step into a real output, so the padding need not be the identity (inputs
-            # are `lift`ed, so there may be no input that lifts to it). `total` does
-            # not pad; see `total`.
-            edge = _tree.repeat(_tree.index(elems, 0 if reverse else n - 1), pad)
-            elems = _tree.concat(edge, elems) if reverse else _tree.concat(elems, edge)
-        elems = self._place(elems, PartitionSpec(axis))
+        pad = -n % self.num_devices if split else 0
+        elems = self._place(pad_after(elems, pad, reverse), PartitionSpec(self.axis_name))
         # Array fields of the monoid (parameters) travel as replicated arguments.
         dynamic, static = eqx.partition(monoid, eqx.is_array)
-
-        def body(dynamic, chunk, init):
-            monoid = eqx.combine(dynamic, static)
-            local = self.local.resolve(monoid, chunk, init)
-            if what == "prefix" and init is None and not isinstance(local, Sequential):
-                # Scan the chunk first; its total is the last (first) inclusive product.
-                inclusive = local.prefix(monoid, chunk, reverse)
-                total = _tree.index(inclusive, 0 if reverse else -1)
-            else:
-                inclusive = None
-                total = self.local_reduce.resolve(monoid, chunk, None).total(monoid, chunk)
-            # The D chunk totals, one per device, in time order on every device.
-            totals = jax.tree.map(lambda x: lax.all_gather(x, axis), total)
-            if what == "total":
-                return Sequential().total(on_elements(monoid), totals)
-            me = lax.axis_index(axis)
-            if init is not None:
-                # The state entering this chunk: init acted on by the earlier chunks.
-                _, states = loop(
-                    monoid.act, init, totals, reverse=reverse, unroll=1, exclusive=True
-                )
-                return local.prefix_act(monoid, chunk, _tree.index(states, me), reverse)
-            # The product of the earlier chunks (later ones, in reverse): where it starts.
-            ident = monoid.identity(total)
-            on_totals = combine_step(on_elements(monoid), reverse)
-            _, starts = loop(on_totals, ident, totals, reverse=reverse, unroll=1, exclusive=True)
-            start = _tree.index(starts, me)
-            if inclusive is None:
-                step = combine_step(monoid, reverse)
-                return loop(step, start, chunk, reverse=reverse, unroll=local.unroll)[1]
-            if reverse:
-                return jax.vmap(monoid.combine, in_axes=(0, None))(inclusive, start)
-            return jax.vmap(monoid.combine, in_axes=(None, 0))(start, inclusive)
-
-        time, replicated = PartitionSpec(axis), PartitionSpec()
+        time, replicated = PartitionSpec(self.axis_name), PartitionSpec()
         out = jax.shard_map(
-            body,
+            lambda dynamic, chunk, extra: run(eqx.combine(dynamic, static), chunk, extra),
             mesh=self.mesh,
             in_specs=(replicated, time, replicated),
-            out_specs=time if what == "prefix" else replicated,
+            out_specs=time if split else replicated,
             check_vma=False,
-        )(dynamic, elems, init)
+        )(dynamic, elems, extra)
         if pad:
             # JAX arrays are split into equal shards only, so the cut result is
             # replicated (a no-op for Auto axes; Explicit axes need it said).
-            out = self._place(out, replicated)
-            out = _tree.time_slice(out, pad, pad + n) if reverse else _tree.time_slice(out, 0, n)
+            out = cut(self._place(out, replicated), n, pad, reverse)
         return out
 
     def prefix(self, monoid, elems, reverse):
-        return self._run(monoid, elems, None, reverse, "prefix")
+        def run(monoid, chunk, _):
+            return self._passes().prefix(monoid, chunk, reverse)
+
+        return self._run(run, monoid, elems, None, reverse, split=True)
+
+    def prefix_from(self, monoid, elems, start, reverse):
+        def run(monoid, chunk, start):
+            return self._passes().prefix(monoid, chunk, reverse, start)
+
+        return self._run(run, monoid, elems, start, reverse, split=True)
 
     def prefix_act(self, monoid, elems, init, reverse):
-        return self._run(monoid, elems, init, reverse, "prefix")
+        return self.states(monoid, elems, init, reverse)
+
+    def states(self, monoid, elems, init, reverse, exclusive=False, readout=None):
+        def run(monoid, chunk, init):
+            return self._passes().states(monoid, chunk, init, reverse, exclusive, readout)
+
+        return self._run(run, monoid, elems, init, reverse, split=True)
 
     def total(self, monoid, elems):
-        # Padding would have to be the identity here, so split instead: the first
-        # multiple of D inputs across the devices, the few left over on one.
-        n = jax.tree.leaves(elems)[0].shape[0]
-        m = n - n % self.num_devices
-        if m == n:
-            return self._run(monoid, elems, None, False, "total")
-        rest = Sequential().total(monoid, _tree.time_slice(elems, m, n))
-        if m == 0:
-            return rest
-        head = self._run(monoid, _tree.time_slice(elems, 0, m), None, False, "total")
-        return monoid.combine(head, rest)
+        def head(elems):
+            def run(monoid, chunk, _):
+                return self._passes().total(monoid, chunk)
+
+            return self._run(run, monoid, elems, None, False, split=False)
+
+        return total_in_parts(monoid, elems, self.num_devices, head, Sequential())

@@ -43,15 +43,16 @@ def main(argv=None) -> list[dict]:
     p.add_argument(
         "--methods",
         default="sequential,parallel,blocked,auto",
-        help="scan methods by name; 'associative_scan' is Parallel(algorithm='associative_scan')",
+        help="scan methods by name; also 'associative_scan' and 'doubling' (the other "
+        "algorithms of Parallel) and 'blocked-parallel' (Blocked(32, outer=Parallel()))",
     )
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument(
         "--compare",
-        choices=["dynamax", "dynamax-serial"],
+        choices=["dynamax", "dynamax-serial", "dynamax-parallel"],
         default=None,
-        help="add dynamax's serial and parallel functions (or only the serial ones)",
+        help="add dynamax's serial and parallel functions (or only one kind)",
     )
     p.add_argument("--out", type=Path, default=None, help="write JSON and a PNG here")
     p.add_argument(

@@ -9,6 +9,8 @@ import numpy as np
 
 import scanalg
 
+from ._crf import CRF_TASKS, build_crf
+
 Runner = Callable[..., Any]
 
 
@@ -58,7 +60,7 @@ LGSSM_TASKS = {
     "lgssm-smoother": "lgssm_smoother",
     "lgssm-sample": "lgssm_posterior_sample",
 }
-TASKS = (*HMM_TASKS, *LGSSM_TASKS, "monoid")
+TASKS = (*HMM_TASKS, *LGSSM_TASKS, *CRF_TASKS, "monoid")
 
 
 def _monoid_problem(name: str, T: int, n: int, dtype, seed: int):
@@ -88,7 +90,13 @@ def _monoid_problem(name: str, T: int, n: int, dtype, seed: int):
 
 
 # Method names the benchmark accepts besides `scanalg.scan`'s own.
-EXTRA_METHODS = {"associative_scan": scanalg.Parallel(algorithm="associative_scan")}
+EXTRA_METHODS = {
+    "associative_scan": scanalg.Parallel(algorithm="associative_scan"),
+    "doubling": scanalg.Parallel(algorithm="doubling"),
+    # Sequential inside blocks of 32, the parallel scan across them: a few times less
+    # memory than `parallel` for large elements, at 62 more sequential steps.
+    "blocked-parallel": scanalg.Blocked(block_size=32, outer=scanalg.Parallel()),
+}
 
 
 def method(name: str) -> "scanalg.AbstractScanMethod | str":
@@ -99,8 +107,8 @@ def method(name: str) -> "scanalg.AbstractScanMethod | str":
 def build(task: str, T: int, size: int, dtype, methods, compare, monoid: str, seed: int = 0):
     """Return `{entry name: (function, args)}` for one problem.
 
-    `compare` is `None`, `"dynamax"` (its serial and parallel functions) or
-    `"dynamax-serial"` (the serial ones only)."""
+    `compare` is `None`, `"dynamax"` (its serial and parallel functions),
+    `"dynamax-serial"` or `"dynamax-parallel"` (only the serial or the parallel ones)."""
     key = jax.random.PRNGKey(seed)
     entries: dict[str, tuple[Runner, tuple]] = {}
     if task in HMM_TASKS:
@@ -113,8 +121,9 @@ def build(task: str, T: int, size: int, dtype, methods, compare, monoid: str, se
         if compare:
             from dynamax.hidden_markov_model import inference, parallel_inference
 
-            entries["dynamax-serial"] = (getattr(inference, HMM_TASKS[task]), args)
-            if compare == "dynamax" and hasattr(parallel_inference, HMM_TASKS[task]):
+            if compare != "dynamax-parallel":
+                entries["dynamax-serial"] = (getattr(inference, HMM_TASKS[task]), args)
+            if compare != "dynamax-serial" and hasattr(parallel_inference, HMM_TASKS[task]):
                 entries["dynamax-parallel"] = (getattr(parallel_inference, HMM_TASKS[task]), args)
     elif task in LGSSM_TASKS:
         arrays, emissions = _lgssm_problem(T, size, dtype, seed)
@@ -128,8 +137,9 @@ def build(task: str, T: int, size: int, dtype, methods, compare, monoid: str, se
 
             dparams = _lgssm_params(arrays, "dynamax")
             dargs = (dparams, emissions) if task != "lgssm-sample" else (key, dparams, emissions)
-            entries["dynamax-serial"] = (getattr(inference, LGSSM_TASKS[task]), dargs)
-            if compare == "dynamax":
+            if compare != "dynamax-parallel":
+                entries["dynamax-serial"] = (getattr(inference, LGSSM_TASKS[task]), dargs)
+            if compare != "dynamax-serial":
                 entries["dynamax-parallel"] = (
                     getattr(parallel_inference, LGSSM_TASKS[task]),
                     dargs,
@@ -141,6 +151,8 @@ def build(task: str, T: int, size: int, dtype, methods, compare, monoid: str, se
                 lambda e, i, _m=method(m): scanalg.scan(m_obj, e, init=i, method=_m),
                 (elems, init),
             )
+    elif task in CRF_TASKS:
+        entries = build_crf(task, T, size, dtype, methods, method, seed)
     else:
         raise ValueError(f"Unknown task {task!r}; valid tasks are {', '.join(TASKS)}.")
     return entries

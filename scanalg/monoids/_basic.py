@@ -100,8 +100,20 @@ class Min(AbstractElementwise):
 class LogAddExp(AbstractElementwise):
     r"""Log-sum-exp: $a \otimes b = \log(e^a + e^b)$, identity $-\infty$.
 
-    Its scan is a numerically stable cumulative `logsumexp`.
+    Its scan is a numerically stable cumulative `logsumexp`. Elements (and states)
+    are floating point; integer `elems` are a `TypeError`.
     """
+
+    def check_inputs(self, xs, init):
+        for name, tree in (("elems", xs), ("init", init)):
+            for leaf in jax.tree.leaves(tree):
+                if not jnp.issubdtype(leaf.dtype, jnp.floating):
+                    raise TypeError(
+                        f"LogAddExp needs floating-point `{name}` (log-weights), got "
+                        f"{jnp.dtype(leaf.dtype).name}; cast them, e.g. "
+                        f"`{name}.astype(jnp.float32)`."
+                    )
+        return xs, init
 
     def _op(self, a, b):
         return jnp.logaddexp(a, b)
@@ -117,6 +129,8 @@ class MatMul(AbstractMonoid):
     them, shape `(..., n)`): $s \cdot A = s A$, a forward action costing $O(n^2)$
     per step instead of the $O(n^3)$ of a product.
     """
+
+    action_direction: ClassVar[ActionDirection] = "forward"
 
     def combine(
         self, earlier: Float[Array, "n n"], later: Float[Array, "n n"]
@@ -144,6 +158,8 @@ class Affine(AbstractMonoid):
     recurrence $h_t = A_t h_{t-1} + b_t$ (forward action $h \cdot (A, b) = A h + b$,
     $O(n^2)$ per step).
     """
+
+    action_direction: ClassVar[ActionDirection] = "forward"
 
     def combine(
         self,

@@ -6,21 +6,25 @@ r"""Combinators: new lawful monoids built from old ones.
 - `Masked(m)`: a validity flag; invalid elements act as the identity.
 
 Each combinator is lawful whenever its inner monoids are (the law checker proves it
-for every built-in monoid), passes inputs through its inner monoids' `lift`, and
-defines `act` whenever its inner monoids define a lawful action in a compatible
-direction. When they do not, the combinator's
-`action_direction` is `None` and its `act` raises a `TypeError` saying why.
+for every built-in monoid) and forwards the rest of the protocol to them: `lift` (and
+`lifts`), `act_input`, `canonical` and `check_inputs`. It defines `act` whenever its
+inner monoids define a lawful action in a compatible direction. When they do not, the
+combinator's `action_direction` is `None` and its `act` raises a `TypeError` saying
+why.
 """
 
 import abc
-from typing import Any, Literal
+from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, PyTree
+from jaxtyping import Array, Bool, Int, PyTree
 
-from .._monoid import AbstractMonoid, ActionDirection, has_act
+from .._monoid import AbstractMonoid, ActionDirection, has_act, has_lift
+
+Flag = Bool[Array, ""] | Int[Array, ""]
+"""A segment or validity flag: a scalar bool, or a 0/1 integer."""
 
 _FLIP: dict[Any, Any] = {"forward": "reverse", "reverse": "forward", "both": "both", None: None}
 
@@ -79,6 +83,18 @@ def _as_arrays(tree: PyTree) -> PyTree:
     return None if tree is None else jax.tree.map(jnp.asarray, tree)
 
 
+def _split(combinator: AbstractMonoid, what: str, tree: PyTree, kind: str) -> tuple:
+    """`tree` (inputs or a state of a pair-like combinator) as `(flags, values)`."""
+    try:
+        flags, values = tree
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"`{what}` of {type(combinator).__name__} must be a pair ({kind}, values), got "
+            f"{type(tree).__name__}."
+        ) from None
+    return flags, values
+
+
 def _or(f1: Array, f2: Array) -> Array:
     return jnp.logical_or(_flag(f1), _flag(f2)).astype(jnp.result_type(f1))
 
@@ -111,10 +127,26 @@ class AbstractComponentwise(AbstractMonoid):
 
         return jax.tree.map(apply, self.parts(), *trees, is_leaf=_is_monoid)
 
+    def _per_part(self, what: str, tree: PyTree) -> list:
+        """`tree` cut into one subtree per part (a `TypeError` naming `what` if its
+        structure does not fit the parts)."""
+        treedef = jax.tree.structure(self.parts(), is_leaf=_is_monoid)
+        try:
+            return treedef.flatten_up_to(tree)
+        except (TypeError, ValueError) as e:
+            raise TypeError(
+                f"`{what}` of {type(self).__name__} must hold one entry per part, in the "
+                f"structure {treedef}: {e}"
+            ) from None
+
     @property
     def action_direction(self) -> ActionDirection | None:
         parts = jax.tree.leaves(self.parts(), is_leaf=_is_monoid)
         return joint_direction([inner_direction(m) for m in parts])
+
+    @property
+    def lifts(self) -> bool:
+        return any(has_lift(m) for m in jax.tree.leaves(self.parts(), is_leaf=_is_monoid))
 
     def combine(self, earlier: PyTree, later: PyTree) -> PyTree:
         return self._map("combine", earlier, later)
@@ -125,7 +157,10 @@ class AbstractComponentwise(AbstractMonoid):
     def lift(self, x: PyTree) -> PyTree:
         return self._map("lift", x)
 
-    def act(self, state: PyTree, element: PyTree) -> PyTree:
+    def canonical(self, element: PyTree) -> PyTree:
+        return self._map("canonical", element)
+
+    def _check_action(self) -> None:
         if self.action_direction is None:
             directions = [
                 f"{type(m).__name__}: {inner_direction(m)}"
@@ -136,7 +171,25 @@ class AbstractComponentwise(AbstractMonoid):
                 "its parts need actions that are all lawful in one direction; their "
                 f"directions are {', '.join(directions)} (None = no `act`).",
             )
+
+    def act(self, state: PyTree, element: PyTree) -> PyTree:
+        self._check_action()
         return self._map("act", state, element)
+
+    def act_input(self, state: PyTree, x: PyTree) -> PyTree:
+        self._check_action()
+        return self._map("act_input", state, x)
+
+    def check_inputs(self, xs: PyTree, init: PyTree | None) -> tuple[PyTree, PyTree | None]:
+        parts = jax.tree.leaves(self.parts(), is_leaf=_is_monoid)
+        treedef = jax.tree.structure(self.parts(), is_leaf=_is_monoid)
+        xs_parts = self._per_part("elems", xs)
+        init_parts = [None] * len(parts) if init is None else self._per_part("init", init)
+        checked = [m.check_inputs(x, s) for m, x, s in zip(parts, xs_parts, init_parts)]
+        xs = treedef.unflatten([x for x, _ in checked])
+        if init is not None:
+            init = treedef.unflatten([s for _, s in checked])
+        return xs, init
 
 
 class Pair(AbstractComponentwise):
@@ -242,6 +295,10 @@ class Dual(AbstractMonoid):
     def action_direction(self) -> ActionDirection | None:
         return _FLIP[inner_direction(self.monoid)]
 
+    @property
+    def lifts(self) -> bool:
+        return has_lift(self.monoid)
+
     def combine(self, earlier: PyTree, later: PyTree) -> PyTree:
         return self.monoid.combine(later, earlier)
 
@@ -251,10 +308,21 @@ class Dual(AbstractMonoid):
     def lift(self, x: PyTree) -> PyTree:
         return self.monoid.lift(x)
 
+    def canonical(self, element: PyTree) -> PyTree:
+        return self.monoid.canonical(element)
+
     def act(self, state: PyTree, element: PyTree) -> PyTree:
         if not has_act(self.monoid):
             raise _no_action(self, f"{type(self.monoid).__name__} defines no `act`.")
         return self.monoid.act(state, element)
+
+    def act_input(self, state: PyTree, x: PyTree) -> PyTree:
+        if not has_act(self.monoid):
+            raise _no_action(self, f"{type(self.monoid).__name__} defines no `act`.")
+        return self.monoid.act_input(state, x)
+
+    def check_inputs(self, xs: PyTree, init: PyTree | None) -> tuple[PyTree, PyTree | None]:
+        return self.monoid.check_inputs(xs, init)
 
 
 # --------------------------------------------------------------------------------------
@@ -307,7 +375,7 @@ class Segmented(AbstractMonoid):
 
     monoid: AbstractMonoid
     reset: PyTree | None = eqx.field(default=None, converter=_as_arrays)
-    boundary: Literal["start", "end"] = eqx.field(default="start", static=True)
+    boundary: str = eqx.field(default="start", static=True)  # "start" or "end"
 
     def __check_init__(self):
         _check_monoid("Segmented", "monoid", self.monoid)
@@ -324,9 +392,13 @@ class Segmented(AbstractMonoid):
             return None
         return want
 
+    @property
+    def lifts(self) -> bool:
+        return has_lift(self.monoid)
+
     def combine(
-        self, earlier: tuple[Bool[Array, ""], PyTree], later: tuple[Bool[Array, ""], PyTree]
-    ) -> tuple[Bool[Array, ""], PyTree]:
+        self, earlier: tuple[Flag, PyTree], later: tuple[Flag, PyTree]
+    ) -> tuple[Flag, PyTree]:
         f1, x1 = earlier
         f2, x2 = later
         both = self.monoid.combine(x1, x2)
@@ -336,15 +408,30 @@ class Segmented(AbstractMonoid):
             x = _select(_flag(f1), x1, both)
         return _or(f1, f2), x
 
-    def identity(self, like: tuple[Bool[Array, ""], PyTree]) -> tuple[Bool[Array, ""], PyTree]:
+    def identity(self, like: tuple[Flag, PyTree]) -> tuple[Flag, PyTree]:
         flag, x = like
         return jnp.zeros_like(flag), self.monoid.identity(x)
 
-    def lift(self, x: tuple[Bool[Array, ""], PyTree]) -> tuple[Bool[Array, ""], PyTree]:
+    def lift(self, x: tuple[Flag, PyTree]) -> tuple[Flag, PyTree]:
         flag, value = x
         return flag, self.monoid.lift(value)
 
-    def act(self, state: PyTree, element: tuple[Bool[Array, ""], PyTree]) -> PyTree:
+    def canonical(self, element: tuple[Flag, PyTree]) -> tuple[Flag, PyTree]:
+        flag, x = element
+        return flag, self.monoid.canonical(x)
+
+    def check_inputs(self, xs: PyTree, init: PyTree | None) -> tuple[PyTree, PyTree | None]:
+        flags, values = _split(self, "elems", xs, "flags")
+        if jnp.ndim(flags) != 1:
+            raise ValueError(
+                "The segment flags (first entry of Segmented `elems`) must have shape (T,), "
+                f"one scalar per step; got shape {jnp.shape(flags)}."
+            )
+        values, init = self.monoid.check_inputs(values, init)
+        return (flags, values), init
+
+    def _start(self, state: PyTree, flag: Array) -> PyTree:
+        """The state a step starts from: `reset` if it starts a segment, else `state`."""
         if self.action_direction is None:
             if self.reset is None:
                 why = "it needs a `reset` state to restart each segment from."
@@ -356,9 +443,15 @@ class Segmented(AbstractMonoid):
                     f"{inner_direction(self.monoid)}."
                 )
             raise _no_action(self, why)
+        return _select(_flag(flag), self.reset, state)
+
+    def act(self, state: PyTree, element: tuple[Flag, PyTree]) -> PyTree:
         flag, x = element
-        start = _select(_flag(flag), self.reset, state)
-        return self.monoid.act(start, x)
+        return self.monoid.act(self._start(state, flag), x)
+
+    def act_input(self, state: PyTree, x: tuple[Flag, PyTree]) -> PyTree:
+        flag, value = x
+        return self.monoid.act_input(self._start(state, flag), value)
 
 
 # --------------------------------------------------------------------------------------
@@ -405,9 +498,13 @@ class Masked(AbstractMonoid):
     def action_direction(self) -> ActionDirection | None:
         return inner_direction(self.monoid)
 
+    @property
+    def lifts(self) -> bool:
+        return has_lift(self.monoid)
+
     def combine(
-        self, earlier: tuple[Bool[Array, ""], PyTree], later: tuple[Bool[Array, ""], PyTree]
-    ) -> tuple[Bool[Array, ""], PyTree]:
+        self, earlier: tuple[Flag, PyTree], later: tuple[Flag, PyTree]
+    ) -> tuple[Flag, PyTree]:
         (v1, x1), (v2, x2) = earlier, later
         b1, b2 = _flag(v1), _flag(v2)
         # An element takes part unless it is invalid and the other one is valid.
@@ -415,23 +512,42 @@ class Masked(AbstractMonoid):
         right = _select(b2 | ~b1, x2, self.monoid.identity(x2))
         return _or(v1, v2), self.monoid.combine(left, right)
 
-    def identity(self, like: tuple[Bool[Array, ""], PyTree]) -> tuple[Bool[Array, ""], PyTree]:
+    def identity(self, like: tuple[Flag, PyTree]) -> tuple[Flag, PyTree]:
         valid, x = like
         return jnp.zeros_like(valid), self.monoid.identity(x)
 
-    def lift(self, x: tuple[Bool[Array, ""], PyTree]) -> tuple[Bool[Array, ""], PyTree]:
+    def lift(self, x: tuple[Flag, PyTree]) -> tuple[Flag, PyTree]:
         valid, value = x
         return valid, self.monoid.lift(value)
 
-    def act(self, state: PyTree, element: tuple[Bool[Array, ""], PyTree]) -> PyTree:
+    def act(self, state: PyTree, element: tuple[Flag, PyTree]) -> PyTree:
         if not has_act(self.monoid):
             raise _no_action(self, f"{type(self.monoid).__name__} defines no `act`.")
         valid = _flag(element[0])
         new = self.monoid.act(state, self.canonical(element)[1])
         return _select(valid, new, state)
 
-    def canonical(self, element: tuple[Bool[Array, ""], PyTree]) -> tuple[Bool[Array, ""], PyTree]:
-        """The element with an invalid value replaced by the identity $e_m$ (works on a
-        single element; `jax.vmap` it over a scan's output)."""
+    def act_input(self, state: PyTree, x: tuple[Flag, PyTree]) -> PyTree:
+        """`act(state, lift(x))`: an invalid input is replaced by the identity element
+        before it meets the state, so it never reaches `monoid.act_input` (invalid
+        inputs may be anything, `NaN` included, which no input form could absorb)."""
+        return self.act(state, self.lift(x))
+
+    def canonical(self, element: tuple[Flag, PyTree]) -> tuple[Flag, PyTree]:
+        """The element with an invalid value replaced by the identity $e_m$, and a valid
+        one in `monoid`'s normal form (works on a single element; `jax.vmap` it over a
+        scan's output)."""
         valid, x = element
-        return valid, _select(_flag(valid), x, self.monoid.identity(x))
+        return valid, _select(_flag(valid), self.monoid.canonical(x), self.monoid.identity(x))
+
+    def check_inputs(self, xs: PyTree, init: PyTree | None) -> tuple[PyTree, PyTree | None]:
+        """Checks the flags, and `monoid`'s structure, dtype and `init` checks: not the
+        values, which may be anything where the flag is clear."""
+        flags, values = _split(self, "elems", xs, "valid")
+        if jnp.ndim(flags) != 1:
+            raise ValueError(
+                "The validity flags (first entry of Masked `elems`) must have shape (T,), "
+                f"one scalar per step; got shape {jnp.shape(flags)}."
+            )
+        _, init = self.monoid.check_inputs(jax.tree.map(lambda v: v[:0], values), init)
+        return xs, init

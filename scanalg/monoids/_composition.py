@@ -2,10 +2,23 @@
 
 from typing import ClassVar
 
+import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Shaped
 
 from .._monoid import AbstractMonoid, ActionDirection
+
+
+def _check_indices(name: str, x: Array, k: int) -> Array:
+    """`x` with a trace-time dtype check and a run-time range check against `[0, k)`."""
+    if not jnp.issubdtype(x.dtype, jnp.integer):
+        raise TypeError(
+            f"FiniteFunction needs integer `{name}` (indices into [0, K)), got "
+            f"{jnp.dtype(x.dtype).name}."
+        )
+    return eqx.error_if(
+        x, (x < 0) | (x >= k), f"FiniteFunction: `{name}` has an entry outside [0, K = {k})."
+    )
 
 
 class FiniteFunction(AbstractMonoid):
@@ -21,6 +34,10 @@ class FiniteFunction(AbstractMonoid):
     $s \cdot f = f[s]$, a *reverse* action: a reverse scan with `init` $z$ returns
     $z_t = f_t(f_{t+1}(\cdots f_T(z)))$. Integer-valued, so every scan method gives
     bit-identical results.
+
+    `scan` and `reduce` check once, before scanning, that `elems` and `init` are
+    integers in $[0, K)$ (an entry out of range is an `equinox` runtime error, also
+    under `jit`, instead of an index silently clamped).
     """
 
     action_direction: ClassVar[ActionDirection] = "reverse"
@@ -35,3 +52,15 @@ class FiniteFunction(AbstractMonoid):
 
     def act(self, state: Shaped[Array, "*b"], element: Shaped[Array, " K"]) -> Shaped[Array, "*b"]:
         return element[state]
+
+    def check_inputs(self, xs: Shaped[Array, "..."], init: Shaped[Array, "..."] | None):
+        if jnp.ndim(xs) != 2:
+            raise ValueError(
+                "FiniteFunction `elems` must have shape (T, K): one map [K] -> [K] per "
+                f"step; got shape {jnp.shape(xs)}."
+            )
+        k = xs.shape[-1]
+        xs = _check_indices("elems", xs, k)
+        if init is not None:
+            init = _check_indices("init", init, k)
+        return xs, init

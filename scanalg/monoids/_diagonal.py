@@ -2,6 +2,7 @@
 
 from typing import ClassVar
 
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Inexact
 
@@ -37,7 +38,7 @@ class DiagonalAffine(AbstractMonoid):
     def combine(self, earlier: _Element, later: _Element) -> _Element:
         a1, b1 = earlier
         a2, b2 = later
-        return a2 * a1, a2 * b1 + b2
+        return a2 * a1, a2.astype(b1.dtype) * b1 + b2
 
     def identity(self, like: _Element) -> _Element:
         a, b = like
@@ -45,4 +46,31 @@ class DiagonalAffine(AbstractMonoid):
 
     def act(self, state: Inexact[Array, "*n"], element: _Element) -> Inexact[Array, "*n"]:
         a, b = element
-        return a * state + b
+        return a.astype(state.dtype) * state + b
+
+    def check_inputs(
+        self,
+        xs: tuple[Inexact[Array, " T *n"], Inexact[Array, " T *n"]],
+        init: Inexact[Array, "*n"] | None,
+    ):
+        """`a` and `b` of the same precision, `b` complex if `a` is, and `init` of the
+        dtype of `b` (no implicit promotion inside the scan)."""
+        try:
+            a, b = xs
+        except (TypeError, ValueError):
+            raise TypeError("DiagonalAffine `elems` must be a pair (a, b).") from None
+        a_dtype, b_dtype = jnp.dtype(a.dtype), jnp.dtype(b.dtype)
+        with jax.numpy_dtype_promotion("standard"):
+            joint = jnp.promote_types(a_dtype, b_dtype)
+        if joint != b_dtype or not jnp.issubdtype(b_dtype, jnp.inexact):
+            raise TypeError(
+                f"DiagonalAffine needs `b` of a floating or complex dtype that holds `a`'s: "
+                f"got a: {a_dtype.name}, b: {b_dtype.name} (b may be complex when a is real, "
+                "not the other way round)."
+            )
+        if init is not None and jnp.dtype(init.dtype) != b_dtype:
+            raise TypeError(
+                f"DiagonalAffine `init` must have the dtype of `b` ({b_dtype.name}), got "
+                f"{jnp.dtype(init.dtype).name}."
+            )
+        return xs, init

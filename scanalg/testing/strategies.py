@@ -36,7 +36,10 @@ import jax
 import numpy as np
 
 PyTree = Any
-Shape = int | tuple[int, ...]
+# (`tuple`, not `tuple[int, ...]`: a runtime type checker would sample the tuple with
+# `random`, which Hypothesis forbids inside strategies.)
+Shape = int | tuple
+Real = int | float  # bounds may be given as ints
 
 __all__ = [
     "affine_elements",
@@ -59,7 +62,7 @@ __all__ = [
 ]
 
 
-def _shape(shape: Shape) -> tuple[int, ...]:
+def _shape(shape: Shape) -> tuple:
     return (shape,) if isinstance(shape, int) else tuple(shape)
 
 
@@ -87,8 +90,8 @@ def arrays(
     shape: Shape = (),
     dtype: Any = np.float64,
     *,
-    min_value: float | None = None,
-    max_value: float | None = None,
+    min_value: Real | None = None,
+    max_value: Real | None = None,
     allow_infinity: bool = False,
     extra: st.SearchStrategy | None = None,
 ) -> st.SearchStrategy[np.ndarray]:
@@ -113,7 +116,7 @@ def arrays(
 
 
 def sum_elements(
-    shape: Shape = (), dtype: Any = np.float64, *, bound: float = 10.0
+    shape: Shape = (), dtype: Any = np.float64, *, bound: Real = 10.0
 ) -> st.SearchStrategy[np.ndarray]:
     r"""Elements (and states) of `Sum`: arrays with values in `[-bound, bound]`.
 
@@ -130,7 +133,7 @@ def sum_elements(
 
 
 def product_elements(
-    shape: Shape = (), dtype: Any = np.float64, *, bound: float = 2.0
+    shape: Shape = (), dtype: Any = np.float64, *, bound: Real = 2.0
 ) -> st.SearchStrategy[np.ndarray]:
     r"""Elements (and states) of `Product`: arrays with values in `[-bound, bound]`.
 
@@ -188,7 +191,7 @@ def logaddexp_elements(
     shape: Shape = (),
     dtype: Any = np.float64,
     *,
-    bound: float = 30.0,
+    bound: Real = 30.0,
     allow_neg_infinity: bool = True,
 ) -> st.SearchStrategy[np.ndarray]:
     r"""Elements (and states) of `LogAddExp`: log-weights in `[-bound, bound]`, and
@@ -279,7 +282,7 @@ def givens_rotations(n: int, dtype: Any = np.float64) -> st.SearchStrategy[np.nd
 
 
 def diagonal_matrices(
-    n: int, dtype: Any = np.float64, *, min_abs: float = 0.0, max_abs: float = 1.0
+    n: int, dtype: Any = np.float64, *, min_abs: Real = 0.0, max_abs: Real = 1.0
 ) -> st.SearchStrategy[np.ndarray]:
     r"""Diagonal matrices with entries of magnitude in `[min_abs, max_abs]` and
     either sign.
@@ -322,7 +325,7 @@ def matmul_elements(
     dtype: Any = np.float64,
     *,
     max_factors: int = 4,
-    min_singular_value: float = 0.0,
+    min_singular_value: Real = 0.0,
 ) -> st.SearchStrategy[np.ndarray]:
     r"""Elements of `MatMul`: $n\times n$ matrices of spectral norm at most one.
 
@@ -357,7 +360,7 @@ def matmul_elements(
 
 
 def matmul_states(
-    n: int = 3, dtype: Any = np.float64, *, batch_shape: Shape = (), bound: float = 1.0
+    n: int = 3, dtype: Any = np.float64, *, batch_shape: Shape = (), bound: Real = 1.0
 ) -> st.SearchStrategy[np.ndarray]:
     r"""States of `MatMul`: row vectors, or stacks of them, with entries in
     `[-bound, bound]`.
@@ -381,8 +384,8 @@ def affine_elements(
     dtype: Any = np.float64,
     *,
     max_factors: int = 4,
-    min_singular_value: float = 0.0,
-    bound: float = 1.0,
+    min_singular_value: Real = 0.0,
+    bound: Real = 1.0,
 ) -> st.SearchStrategy[tuple[np.ndarray, np.ndarray]]:
     r"""Elements `(A, b)` of `Affine`, the maps $x \mapsto A x + b$.
 
@@ -407,7 +410,7 @@ def affine_elements(
 
 
 def affine_states(
-    n: int = 3, dtype: Any = np.float64, *, bound: float = 1.0
+    n: int = 3, dtype: Any = np.float64, *, bound: Real = 1.0
 ) -> st.SearchStrategy[np.ndarray]:
     r"""States of `Affine`: vectors $x$ with entries in `[-bound, bound]`.
 
@@ -601,7 +604,7 @@ def masked_elements(elements: st.SearchStrategy) -> st.SearchStrategy:
     return st.tuples(flags(), elements)
 
 
-def _inexact_arrays(shape: Shape, dtype: Any, bound: float) -> st.SearchStrategy[np.ndarray]:
+def _inexact_arrays(shape: Shape, dtype: Any, bound: Real) -> st.SearchStrategy[np.ndarray]:
     """Real arrays in `[-bound, bound]`, or complex ones with real and imaginary parts
     there (`arrays` draws no complex numbers)."""
     dtype = np.dtype(dtype)
@@ -614,7 +617,7 @@ def _inexact_arrays(shape: Shape, dtype: Any, bound: float) -> st.SearchStrategy
 
 
 def diagonal_affine_elements(
-    n: int = 3, dtype: Any = np.float64, *, bound: float = 1.0
+    n: int = 3, dtype: Any = np.float64, *, bound: Real = 1.0
 ) -> st.SearchStrategy[tuple[np.ndarray, np.ndarray]]:
     r"""Elements `(a, b)` of `DiagonalAffine`, the maps $h \mapsto a \odot h + b$,
     with $|a_i| \le 1$ so that the recurrence stays bounded.
@@ -643,7 +646,7 @@ def diagonal_affine_elements(
 
 
 def diagonal_affine_states(
-    n: int = 3, dtype: Any = np.float64, *, bound: float = 1.0
+    n: int = 3, dtype: Any = np.float64, *, bound: Real = 1.0
 ) -> st.SearchStrategy[np.ndarray]:
     r"""States $h$ of `DiagonalAffine`: vectors with entries (real and imaginary
     parts) in `[-bound, bound]`.
@@ -659,3 +662,10 @@ def diagonal_affine_states(
     A strategy of `np.ndarray` of shape `(n,)`.
     """
     return _inexact_arrays((n,), dtype, bound)
+
+
+# Semirings (scanalg.semirings): values, the semiring laws and their checker.
+from ._semiring_strategies import *  # noqa: E402, F403
+from ._semiring_strategies import __all__ as _semiring_all  # noqa: E402
+
+__all__ += _semiring_all

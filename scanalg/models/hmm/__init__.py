@@ -9,6 +9,8 @@ from ._dynamax import (
 from ._inference import (
     HMMPosterior as HMMPosterior,
     HMMPosteriorFiltered as HMMPosteriorFiltered,
+    RaggedHMMPosterior as RaggedHMMPosterior,
+    RaggedHMMPosteriorFiltered as RaggedHMMPosteriorFiltered,
     hmm_filter as hmm_filter,
     hmm_posterior_mode as hmm_posterior_mode,
     hmm_posterior_sample as hmm_posterior_sample,
@@ -22,7 +24,7 @@ from ._monoids import (
     MaxPlus as MaxPlus,
     ScaledMatrix as ScaledMatrix,
 )
-from ._ragged import (
-    RaggedHMMPosterior as RaggedHMMPosterior,
-    RaggedHMMPosteriorFiltered as RaggedHMMPosteriorFiltered,
+from ._semiring import (
+    hmm_posterior_entropy as hmm_posterior_entropy,
+    hmm_posterior_kbest as hmm_posterior_kbest,
 )

@@ -17,12 +17,20 @@ input, and all gradients are NaN-free (log and exp are guarded with double `wher
 
 from typing import ClassVar, NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, Bool, Float
 
 from ..._monoid import AbstractMonoid, ActionDirection
-from ..._numerics import finite_or_zero, normalise, reduce_states, safe_log
+from ..._numerics import (
+    compensated_sum,
+    finite_or_zero,
+    log_compensated,
+    normalise,
+    reduce_states,
+    safe_log,
+)
 
 
 class ScaledMatrix(NamedTuple):
@@ -60,10 +68,21 @@ class Evidence(NamedTuple):
     shift: Float[Array, "*t"]
 
     @classmethod
-    def of(cls, log_likelihood: Float[Array, "*t K"]) -> "Evidence":
-        """The evidence for log-likelihoods with any leading axes (e.g. `(T, K)`)."""
-        shift = jax.lax.stop_gradient(finite_or_zero(reduce_states(jnp.maximum, log_likelihood)))
-        scaled = jnp.exp(log_likelihood - shift[..., None])
+    def of(
+        cls, log_likelihood: Float[Array, "*t K"], support: Bool[Array, "*t K"] | None = None
+    ) -> "Evidence":
+        """The evidence for log-likelihoods with any leading axes (e.g. `(T, K)`).
+
+        With `support` (where the state it will act on may be positive), the shift is
+        the largest log-likelihood on the support and `scaled` is zero off it: for the
+        first step of a sequence, whose state is the initial distribution.
+        """
+        if support is None:
+            masked = log_likelihood
+        else:
+            masked = jnp.where(support, log_likelihood, -jnp.inf)
+        shift = jax.lax.stop_gradient(finite_or_zero(reduce_states(jnp.maximum, masked)))
+        scaled = jnp.exp(masked - shift[..., None])
         return cls(log_likelihood, scaled, shift)
 
 
@@ -156,9 +175,9 @@ class FilterReadout(NamedTuple):
     **Fields:**
 
     - `filtered`: $q / \lVert q\rVert_1$ with $q = p \odot e^{\ell}$.
-    - `log_normaliser`: $\log(q \cdot M\mathbf{1})$: the log-likelihood of the step,
-      plus the log of the mass that moves on ($M\mathbf{1} = \mathbf{1}$ for a
-      stochastic matrix).
+    - `log_normaliser`: $\log(q \cdot M\mathbf{1}) - \log(p \cdot \mathbf{1})$: the
+      log-likelihood of the step, plus the log of the mass that moves on
+      ($M\mathbf{1} = \mathbf{1}$ for a stochastic matrix).
     """
 
     filtered: Float[Array, " K"]
@@ -166,21 +185,32 @@ class FilterReadout(NamedTuple):
 
 
 def filter_readout(
-    state: Float[Array, " K"], row_sums: Float[Array, " K"], lik: Float[Array, " K"] | Evidence
+    state: Float[Array, " K"], row_sums: Float[Array, " K"], log_likelihood: Float[Array, " K"]
 ) -> FilterReadout:
     r"""The filtered distribution and log-normaliser of one step, from its prediction
     and the row sums $M\mathbf{1}$ of the step's matrix (ones for a step that moves
     nothing).
 
+    The log-normaliser is computed without bias from rounding: both sums,
+    $\sum_i q_i (M\mathbf{1})_i$ and $\sum_i p_i$ (one in exact arithmetic, but off by
+    an ulp after rounding in a long product), are kept in double-word arithmetic
+    (`compensated_sum`). A sum near one rounds on an uneven grid (the float spacing just
+    above one is twice that just below), which biases $\log$ of it by a fraction of an
+    ulp at every step: over a million float32 steps, $10^{-2}$.
+
     Meant for all steps at once under `vmap`, after the loop (every extra kernel in a
     loop body costs more than the whole vectorised pass); the sums over the states
     use `reduce_states`.
     """
-    weights, _, shift = condition(state, lik)
+    weights, _, shift = condition(state, log_likelihood)
     total = reduce_states(jnp.add, weights)
     filtered = weights / jnp.where(total > 0, total, 1)[..., None]
-    moved = reduce_states(jnp.add, weights * row_sums)
-    return FilterReadout(filtered, shift + safe_log(moved))
+    # (Not differentiated: one in exact arithmetic after the first step, and at the
+    # first step the gradient is the path sum's, for any nonnegative initial weights.)
+    mass = jax.lax.stop_gradient(compensated_sum(state))
+    log_normaliser = shift + log_compensated(*compensated_sum(weights * row_sums))
+    log_normaliser = jnp.where(mass[0] > 0, log_normaliser - log_compensated(*mass), -jnp.inf)
+    return FilterReadout(filtered, log_normaliser)
 
 
 class HMMForward(AbstractMonoid):
@@ -222,6 +252,7 @@ class HMMForward(AbstractMonoid):
     transition_matrix: Float[Array, "K K"] | None = None
 
     action_direction: ClassVar[ActionDirection] = "forward"
+    lifts: ClassVar[bool] = True
 
     def _parts(self, x) -> tuple[Array, Array | Evidence]:
         """`(matrix, log-likelihoods or Evidence)` of one input."""
@@ -261,6 +292,17 @@ class HMMForward(AbstractMonoid):
 
     def identity(self, like: ScaledMatrix) -> ScaledMatrix:
         return _scaled_identity(like)
+
+    def canonical(self, element: ScaledMatrix) -> ScaledMatrix:
+        r"""The normal form: rows of $M$ summing to one (or zero, with $r_i = -\infty$),
+        $\max_i r_i = 0$. Equal elements have equal normal forms."""
+        matrix, log_scale = element
+        rows = jnp.sum(matrix, axis=-1)
+        log_scale = log_scale + safe_log(rows)
+        live = (log_scale > -jnp.inf)[:, None]
+        matrix = jnp.where(live, matrix / jnp.where(rows > 0, rows, 1)[:, None], 0)
+        top = jax.lax.stop_gradient(finite_or_zero(jnp.max(log_scale)))
+        return ScaledMatrix(matrix, log_scale - top)
 
     def act(self, state: Float[Array, " K"], element: ScaledMatrix) -> Float[Array, " K"]:
         return predict(state, *element)
@@ -311,18 +353,37 @@ class HMMBackward(AbstractMonoid):
     - `transition_matrix`: optional fixed $K\times K$ matrix $A$. Then `lift` turns the
       filtered probabilities $f_t$ into $B_t$; without it, inputs are pairs
       `(f_t, A_t)`.
+    - `restarts`: if true, every input is a pair `(x, restart)` of an input as above
+      and a scalar bool; where `restart` is set the element is the constant map to
+      $f_t$, $B = f_t \mathbf{1}^\top$ (the last step of a sequence in a packed batch:
+      there the smoothed distribution is the filtered one, whatever comes later).
     """
 
     transition_matrix: Float[Array, "K K"] | None = None
+    restarts: bool = eqx.field(default=False, static=True)
 
     action_direction: ClassVar[ActionDirection] = "reverse"
+    lifts: ClassVar[bool] = True
+
+    def _parts(self, x) -> tuple[Array, Array, Array | None]:
+        """`(filtered, matrix, restart flag or None)` of one input."""
+        restart = None
+        if self.restarts:
+            x, restart = x
+        if self.transition_matrix is None:
+            filtered, matrix = x
+        else:
+            filtered, matrix = x, self.transition_matrix
+        return filtered, matrix, restart
 
     def lift(self, x) -> Float[Array, "K K"]:
         """The kernel $B_t$ from `f_t` (fixed matrix) or from `(f_t, A_t)`."""
-        if self.transition_matrix is None:
-            filtered, matrix = x
-            return backward_kernel(filtered, matrix)
-        return backward_kernel(x, self.transition_matrix)
+        filtered, matrix, restart = self._parts(x)
+        kernel = backward_kernel(filtered, matrix)
+        if restart is None:
+            return kernel
+        constant = jnp.broadcast_to(filtered[:, None], kernel.shape)
+        return jnp.where(restart, constant, kernel)
 
     def combine(
         self, earlier: Float[Array, "K K"], later: Float[Array, "K K"]
@@ -338,15 +399,15 @@ class HMMBackward(AbstractMonoid):
     def act_input(self, state: Float[Array, " K"], x) -> Float[Array, " K"]:
         r"""$B_t s$ without building $B_t$: $f_t \odot \big(A_t (s \oslash f_t A_t)\big)$,
         normalised (two matrix-vector products, no $K\times K$ temporaries)."""
-        if self.transition_matrix is None:
-            filtered, matrix = x
-        else:
-            filtered, matrix = x, self.transition_matrix
+        filtered, matrix, restart = self._parts(x)
         columns = matrix.T @ filtered
         ratio = state / jnp.where(columns > 0, columns, 1)
         # (`sum(A * r, axis=1)`, not `A @ r`: XLA:CPU fuses it into the loop step; about
         # 1.5x faster per step at K = 5.)
-        return normalise(filtered * jnp.sum(matrix * ratio[None, :], axis=1))
+        moved = filtered * jnp.sum(matrix * ratio[None, :], axis=1)
+        if restart is not None:
+            moved = jnp.where(restart, filtered * jnp.sum(state), moved)
+        return normalise(moved)
 
 
 # --------------------------------------------------------------------------------------
@@ -388,6 +449,7 @@ class MaxPlus(AbstractMonoid):
     log_transition_matrix: Float[Array, "K K"] | None = None
 
     action_direction: ClassVar[ActionDirection] = "forward"
+    lifts: ClassVar[bool] = True
 
     def lift(self, x: Float[Array, " K"] | LogMatrix) -> LogMatrix:
         """One step as an element: `(log_transition_matrix, x)`, or `x` itself when no
@@ -408,6 +470,16 @@ class MaxPlus(AbstractMonoid):
         eye = jnp.eye(k, dtype=bool)
         matrix = jnp.where(eye, 0, -jnp.inf).astype(like.matrix.dtype)
         return LogMatrix(matrix, jnp.zeros((k,), like.offset.dtype))
+
+    def canonical(self, element: LogMatrix) -> LogMatrix:
+        r"""The normal form: rows of $W$ with maximum $0$ (or all $-\infty$, with
+        $r_i = -\infty$), $\max_i r_i = 0$. Equal elements have equal normal forms."""
+        matrix, offset = element
+        rows = jnp.max(matrix, axis=-1)
+        offset = offset + rows
+        live = (offset > -jnp.inf)[:, None]
+        matrix = jnp.where(live, matrix - finite_or_zero(rows)[:, None], -jnp.inf)
+        return LogMatrix(matrix, _max_normalise(offset))
 
     def act(self, state: Float[Array, " K"], element: LogMatrix) -> Float[Array, " K"]:
         matrix, offset = element

@@ -10,13 +10,34 @@ y_t \mid z_t &\sim \mathcal{N}(H_t z_t + D_t u_t + d_t,\; R_t).
 
 Each parameter is either fixed or time-varying (an extra leading time axis of
 length $T$; for the dynamics, entry $t$ is the transition *into* $z_t$, so entry 0
-is unused). The emission covariance is a full matrix `(k, k)` or its diagonal
-`(k,)`, fixed or time-varying. A row of `emissions` that is all NaN is missing.
+is unused). Shapes are read by rank alone: the emission covariance is a fixed
+diagonal `(k,)`, a fixed full matrix `(k, k)` or time-varying full matrices
+`(T, k, k)`. NaN entries of `emissions` are missing: each step conditions on its
+observed components only (the missing ones are marginalised), and a row that is all
+NaN is a prediction only.
 
 `lgssm_filter`, `lgssm_smoother` and `lgssm_posterior_sample` build the elements
-of `scanalg.monoids.KalmanFilter`, `RTSSmoother` and `Dual(Affine())`, call
+of `scanalg.lgssm.KalmanFilter`, `RTSSmoother` and `Dual(Affine())`, call
 `scanalg.scan` with the `method` given, and read the results out; every method
-returns the same answer up to float rounding.
+returns the same answer up to float rounding. Each is compiled once per shape,
+dtype and static argument (`equinox.filter_jit`).
+
+**Values.** Covariances must be symmetric positive *semi*-definite: singular $Q_t$
+and $\Sigma_0$ (a known start, noise-free directions) are legal and give finite
+answers. The innovation covariance of each step, $H_t Q_t H_t^\top + R_t$ (with
+$\Sigma_0$ at $t = 0$), must be positive definite on the observed components.
+Anything else (an indefinite covariance, a negative variance, NaN or $\pm\infty$ in a
+parameter, $\pm\infty$ in `emissions`) raises an `equinox.error_if` error that names
+the parameter.
+
+**Numerics.** The model is first *centred*: with a reference trajectory $r_t$, a
+state that explains the latest observation of each component (least squares from
+the prior mean, carried over missing steps), the scan runs on $z_t - r_t$, whose
+means are of the size of the noise rather than of the states. In float32, states
+far from the origin (a random walk at $10^6$) keep their precision, and the marginal
+log-likelihood, summed from the per-step prediction errors, is as accurate as a
+sequential Kalman filter's. The centring is exact (it changes nothing but
+rounding).
 """
 
 from typing import Any
@@ -27,9 +48,17 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from ..._linalg import cholesky, lower_inverse
+from ..._linalg import (
+    eye_like,
+    gaussian_log_density,
+    lower_inverse,
+    psd_cholesky,
+    psd_inv_logdet,
+    symmetrize,
+)
 from ..._methods import AbstractScanMethod, as_method
 from ..._scan import scan
+from ..._validate import asymmetric, attach_checks, float_dtype, nonfinite
 from ...monoids import Affine, Dual
 from ._monoids import (
     FilterElement,
@@ -40,6 +69,7 @@ from ._monoids import (
     SmootherState,
     filter_element,
     filter_gain,
+    mask_emission,
     rts_smoother_elements,
 )
 
@@ -85,24 +115,26 @@ class LGSSMDynamics(eqx.Module):
 class LGSSMEmissions(eqx.Module):
     r"""The emissions $y_t \mid z_t \sim \mathcal{N}(H_t z_t + D_t u_t + d_t, R_t)$.
 
-    Time-varying arrays have a leading axis of length $T$. `cov` is a full matrix
-    `(emission_dim, emission_dim)` or a diagonal `(emission_dim,)`, optionally with
-    the time axis in front. (A square `(T, T)` covariance with
-    `T == emission_dim` is read as fixed and full, as in dynamax.)
+    Time-varying arrays have a leading axis of length $T$. Every shape is read by its
+    rank alone, so no value of $T$ changes its meaning: `cov` is a fixed diagonal
+    `(emission_dim,)`, a fixed full matrix `(emission_dim, emission_dim)`, or
+    time-varying full matrices `(T, emission_dim, emission_dim)` (a time-varying
+    diagonal covariance is given as diagonal matrices, e.g. `jax.vmap(jnp.diag)(d)`).
 
-    **Fields:** (each optionally with the time axis `T` in front)
+    **Fields:** (`weights`, `bias`, `input_weights` optionally with the time axis `T`
+    in front)
 
     - `weights`: $H_t$, shape `(emission_dim, state_dim)`.
     - `bias`: $d_t$, shape `(emission_dim,)`, or `None`.
     - `input_weights`: $D_t$, shape `(emission_dim, input_dim)`, or `None`.
-    - `cov`: $R_t$, shape `(emission_dim, emission_dim)` (a covariance matrix), or
-      its diagonal, shape `(emission_dim,)`.
+    - `cov`: $R_t$, shape `(emission_dim,)`, `(emission_dim, emission_dim)` or
+      `(T, emission_dim, emission_dim)`: a covariance matrix, or its diagonal.
     """
 
     weights: Float[Array, "*ntime emission_dim state_dim"]
     bias: Float[Array, "*ntime emission_dim"] | None
     input_weights: Float[Array, "*ntime emission_dim input_dim"] | None
-    cov: Float[Array, "*ntime emission_dim emission_dim"] | Float[Array, "*ntime emission_dim"]
+    cov: Float[Array, "*ntime emission_dim emission_dim"] | Float[Array, " emission_dim"]
 
 
 class LGSSMParams(eqx.Module):
@@ -119,7 +151,7 @@ class LGSSMParams(eqx.Module):
     - `dynamics_weights`: $F$, `([T,] state_dim, state_dim)`.
     - `dynamics_cov`: $Q$, `([T,] state_dim, state_dim)`.
     - `emissions_weights`: $H$, `([T,] emission_dim, state_dim)`.
-    - `emissions_cov`: $R$, `([T,] emission_dim, emission_dim)` or `([T,] emission_dim)`.
+    - `emissions_cov`: $R$, `([T,] emission_dim, emission_dim)` or `(emission_dim,)`.
     - `dynamics_bias`: $b$, `([T,] state_dim)`.
     - `dynamics_input_weights`: $B$, `([T,] state_dim, input_dim)`.
     - `emissions_bias`: $d$, `([T,] emission_dim)`.
@@ -220,8 +252,14 @@ class PosteriorGSSMSmoothed(eqx.Module):
 
 
 class _Model(eqx.Module):
-    """The model flattened into per-step quantities; `tv[name]` says whether the
-    array `name` has a leading time axis."""
+    """The centred model as per-step quantities; `tv[name]` says whether the array
+    `name` has a leading time axis.
+
+    `ref` is the reference trajectory $r_t$: the model here is that of $z_t - r_t$
+    (initial mean `m0`, offsets `c`, observations `y`), and `ref` is added back to
+    every mean. `mask[t, i]` says whether component $i$ of $y_t$ is observed; `y`
+    is zero where it is not.
+    """
 
     m0: Array
     P0: Array
@@ -231,7 +269,8 @@ class _Model(eqx.Module):
     H: Array
     R: Array
     y: Array
-    observed: Array
+    mask: Array
+    ref: Array
     tv: dict[str, bool] = eqx.field(static=True)
 
     def at(self, name: str, start: int) -> Array:
@@ -241,6 +280,13 @@ class _Model(eqx.Module):
 
     def axis(self, name: str) -> int | None:
         return 0 if self.tv[name] else None
+
+    def steps(self, name: str, first: Array) -> Array:
+        """The array `name` for every step, `first` at step 0, shape `(T, ...)`."""
+        x = getattr(self, name)
+        T = self.y.shape[0]
+        rest = x[1:] if self.tv[name] else jnp.broadcast_to(x, (T - 1, *x.shape))
+        return jnp.concatenate([first[None], rest])
 
 
 def _shape_str(shape) -> str:
@@ -253,54 +299,70 @@ def _read(x: Any, name: str, shapes: list[tuple[int, ...]], dtype) -> tuple[Arra
     shape = tuple(np.shape(x))
     for time_varying, want in zip((False, True), shapes):
         if shape == want:
-            return jnp.asarray(x, dtype), time_varying
+            return jnp.asarray(x).astype(dtype), time_varying
     wants = " or ".join(_shape_str(s) for s in shapes)
     raise ValueError(f"`{name}` must have shape {wants}; got shape {_shape_str(shape)}.")
 
 
-def _concrete(x: Any) -> np.ndarray | None:
-    """`x` as a NumPy array if its value is known at trace time, else None."""
-    try:
-        return np.asarray(x)
-    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
-        return None
+def _covariance_checks(covs: dict[str, Array]) -> list[tuple[Array, str]]:
+    """Each array of `covs` (name: a matrix or a stack of them) is finite, symmetric and
+    positive semi-definite. One batched factorisation serves all of them (each
+    matrix zero-padded to the largest size, which keeps it PSD or not)."""
+    size = max(x.shape[-1] for x in covs.values())
+    flat = [x.reshape(-1, *x.shape[-2:]) for x in covs.values()]
+    pad = lambda x: jnp.pad(x, ((0, 0), (0, size - x.shape[-1]), (0, size - x.shape[-1])))  # noqa: E731
+    stacked = jnp.concatenate([pad(symmetrize(x)) for x in flat])
+    not_psd = jax.vmap(lambda S: psd_cholesky(S)[1])(stacked)
+    bounds = np.cumsum([0] + [x.shape[0] for x in flat])
+    checks = []
+    for (name, x), lo, hi in zip(covs.items(), bounds[:-1], bounds[1:]):
+        checks += [
+            (nonfinite(x), f"`{name}` contains NaN or ±inf."),
+            (asymmetric(x), f"`{name}` must be symmetric (a covariance matrix)."),
+            (
+                jnp.any(not_psd[lo:hi]),
+                f"`{name}` must be positive semi-definite (a covariance matrix); it has a "
+                "negative eigenvalue.",
+            ),
+        ]
+    return checks
 
 
-def _check(x: Array, bad: Any, message: str) -> Array:
-    """Raise `ValueError(message)` if `bad` is known to be true now; if it is only
-    known at run time, attach an `eqx.error_if` to `x`. Returns `x`."""
-    concrete = _concrete(bad)
-    if concrete is None:
-        return eqx.error_if(x, bad, message)
-    if bool(concrete):
-        raise ValueError(message)
-    return x
+def _ridge_inverse(H: Float[Array, "k n"]) -> Float[Array, "n k"]:
+    r"""$W = H^\top (H H^\top + \lambda I)^{-1}$ (or its $n \times n$ form when
+    $k > n$), $\lambda$ a relative $\sqrt{\epsilon}$: a bounded least-squares inverse of
+    $H$, for any rank."""
+    k, n = H.shape
+    G = H @ H.T if k <= n else H.T @ H
+    dtype = H.dtype
+    lam = jnp.sqrt(jnp.finfo(dtype).eps) * jnp.trace(G) / G.shape[0] + jnp.finfo(dtype).tiny
+    G_inv, _ = psd_inv_logdet(G + lam * jnp.eye(G.shape[0], dtype=dtype))
+    return H.T @ G_inv if k <= n else G_inv @ H.T
 
 
-def _check_symmetric(x: Array, name: str) -> Array:
-    """Check that `x` is symmetric up to rounding; return its symmetric part."""
-    xt = jnp.swapaxes(x, -1, -2)
-    tol = 1000 * jnp.finfo(x.dtype).eps
-    value = _concrete(x)
-    if value is not None:  # decide with NumPy: jnp would be staged under jit
-        bad = np.max(np.abs(value - np.swapaxes(value, -1, -2)), initial=0) > float(tol) * np.max(
-            np.abs(value), initial=0
-        )
+def _reference(m0: Array, H: Array, H_tv: bool, y: Array, mask: Array) -> Array:
+    r"""The centring trajectory $r_t = m_0 + W_t (\hat y_t - H_t m_0)$, shape `(T, n)`:
+    $\hat y_t$ holds the latest observed value of each component (carried over
+    missing entries; $H_t m_0$ before the first), $W_t$ a least-squares inverse of
+    $H_t$. Any $r_t$ gives the same answer; this one keeps $z_t - r_t$ of the size
+    of the noise. Not differentiated (nothing depends on it)."""
+    T = y.shape[0]
+    time = jnp.broadcast_to(jnp.arange(T)[:, None], y.shape)
+    last = jax.lax.cummax(jnp.where(mask, time, -1), axis=0)
+    latest = jnp.take_along_axis(jnp.where(mask, y, 0), jnp.maximum(last, 0), axis=0)
+    if H_tv:
+        prior = jnp.einsum("tkn,n->tk", H, m0)
+        resid = jnp.where(last >= 0, latest - prior, 0)
+        shift = jnp.einsum("tnk,tk->tn", jax.vmap(_ridge_inverse)(H), resid)
     else:
-        bad = jnp.max(jnp.abs(x - xt), initial=0) > tol * jnp.max(jnp.abs(x), initial=0)
-    x = _check(x, bad, f"`{name}` must be symmetric (a covariance matrix).")
-    return 0.5 * (x + xt)
-
-
-def _dtype(*xs) -> Any:
-    dtype = jnp.result_type(*[x for x in xs if x is not None])
-    if not jnp.issubdtype(dtype, jnp.floating):
-        dtype = jnp.result_type(float)
-    return dtype
+        resid = jnp.where(last >= 0, latest - (H @ m0)[None, :], 0)
+        shift = resid @ _ridge_inverse(H).T
+    return jax.lax.stop_gradient(m0[None, :] + shift)
 
 
 def _model(params: Any, emissions: Any, inputs: Any) -> _Model:
-    """Check shapes and flatten `params`, `emissions`, `inputs` into a `_Model`."""
+    """Check shapes (at trace time) and values (`equinox.error_if`), flatten `params`,
+    `emissions`, `inputs` into per-step quantities and centre them (`_Model`)."""
     if np.ndim(emissions) != 2:
         raise ValueError(
             "`emissions` must have shape (num_timesteps, emission_dim); "
@@ -322,9 +384,8 @@ def _model(params: Any, emissions: Any, inputs: Any) -> _Model:
             f"got shape {_shape_str(np.shape(inputs))}."
         )
     m = None if inputs is None else np.shape(inputs)[1]
-    dtype = _dtype(
-        emissions, inputs, *[x for x in jax.tree.leaves((ini, dyn, emi)) if hasattr(x, "dtype")]
-    )
+    leaves = [x for x in jax.tree.leaves((ini, dyn, emi)) if hasattr(x, "dtype")]
+    dtype = float_dtype(emissions, *([] if inputs is None else [inputs]), *leaves, family="LGSSM")
 
     def read(x, name, *shape):
         return _read(x, f"params.{name}", [shape, (T, *shape)], dtype)
@@ -334,50 +395,80 @@ def _model(params: Any, emissions: Any, inputs: Any) -> _Model:
     F, F_tv = read(dyn.weights, "dynamics.weights", n, n)
     Q, Q_tv = read(dyn.cov, "dynamics.cov", n, n)
     H, H_tv = read(emi.weights, "emissions.weights", k, n)
-    R_shape = np.shape(emi.cov)
-    if R_shape in ((k,), (T, k)):
-        R, R_tv = read(emi.cov, "emissions.cov", k)
-    elif len(R_shape) == 3 or R_shape == (k, k):
+    R_shape = tuple(np.shape(emi.cov))
+    if R_shape == (k,):
+        R, R_tv = _read(emi.cov, "params.emissions.cov", [(k,)], dtype)
+    elif len(R_shape) != 1 and R_shape in ((k, k), (T, k, k)):
         R, R_tv = read(emi.cov, "emissions.cov", k, k)
     else:
+        hint = ""
+        if R_shape == (T, k):
+            hint = (
+                " Shapes are read by rank: a time-varying diagonal covariance is given as "
+                "diagonal matrices, e.g. `jax.vmap(jnp.diag)(cov)`."
+            )
         raise ValueError(
-            f"`params.emissions.cov` must have shape ({k}, {k}), ({k},), ({T}, {k}, {k}) "
-            f"or ({T}, {k}); got shape {_shape_str(R_shape)}."
+            f"`params.emissions.cov` must have shape ({k},) (diagonal), ({k}, {k}) or "
+            f"({T}, {k}, {k}); got shape {_shape_str(R_shape)}.{hint}"
         )
-    P0 = _check_symmetric(P0, "params.initial.cov")
-    Q = _check_symmetric(Q, "params.dynamics.cov")
-    if R.ndim - R_tv == 2:
-        R = _check_symmetric(R, "params.emissions.cov")
+
+    covs = {"params.initial.cov": P0, "params.dynamics.cov": Q}
+    checks = [
+        (nonfinite(m0), "`params.initial.mean` contains NaN or ±inf."),
+        (nonfinite(F), "`params.dynamics.weights` contains NaN or ±inf."),
+        (nonfinite(H), "`params.emissions.weights` contains NaN or ±inf."),
+    ]
+    if R.ndim - R_tv == 1:
+        checks += [
+            (nonfinite(R), "`params.emissions.cov` contains NaN or ±inf."),
+            (
+                jnp.any(R < 0),
+                "`params.emissions.cov` (a diagonal covariance) must be nonnegative; it "
+                "has a negative entry.",
+            ),
+        ]
+    else:
+        covs["params.emissions.cov"] = R
+    checks += _covariance_checks(covs)
 
     # Offsets: c_t = B_t u_t + b_t (dynamics), r_t = D_t u_t + d_t (emissions).
     def offset(bias, weights, name, dim):
         out, tv = jnp.zeros((dim,), dtype), False
         if bias is not None:
             out, tv = read(bias, f"{name}.bias", dim)
+            checks.append((nonfinite(out), f"`params.{name}.bias` contains NaN or ±inf."))
         if inputs is not None and weights is not None:
             W, W_tv = read(weights, f"{name}.input_weights", dim, m)
-            u = jnp.asarray(inputs, dtype)
-            out = out + (jnp.einsum("tij,tj->ti", W, u) if W_tv else u @ W.T)
+            checks.append((nonfinite(W), f"`params.{name}.input_weights` contains NaN or ±inf."))
+            u = jnp.asarray(inputs).astype(dtype)
+            Wu = jnp.einsum("tij,tj->ti", W, u) if W_tv else u @ W.T
+            out = (out if tv else out[None, :]) + Wu
             tv = True
         return out, tv
 
     c, c_tv = offset(dyn.bias, dyn.input_weights, "dynamics", n)
-    r, _ = offset(emi.bias, emi.input_weights, "emissions", k)
-    y = jnp.asarray(emissions, dtype)
-    value = _concrete(emissions)
-    if value is not None:
-        nan = np.isnan(np.asarray(value, dtype))
-        partial = bool(np.any(nan.any(axis=1) & ~nan.all(axis=1)))
-        observed = jnp.asarray(~nan.all(axis=1))
-    else:
-        missing = jnp.isnan(y)
-        observed = ~jnp.all(missing, axis=1)
-        partial = jnp.any(missing & observed[:, None])
-    msg = "`emissions` rows must be all NaN (missing) or have no NaN; got a partly NaN row."
-    y = _check(y, partial, msg)
-    y = jnp.where(observed[:, None], y - r, 0)
+    r, r_tv = offset(emi.bias, emi.input_weights, "emissions", k)
+    if inputs is not None:
+        checks.append((nonfinite(jnp.asarray(inputs)), "`inputs` contains NaN or ±inf."))
+    y = jnp.asarray(emissions).astype(dtype)
+    checks.append((jnp.any(jnp.isinf(y)), "`emissions` contains ±inf (NaN marks a missing entry)."))
+    m0 = attach_checks(m0, checks)
+    P0, Q = symmetrize(P0), symmetrize(Q)
+    if R.ndim - R_tv == 2:
+        R = symmetrize(R)
+
+    mask = ~jnp.isnan(y)
+    y = y - (r if r_tv else r[None, :])
+    ref = _reference(m0, H, H_tv, y, mask)
+    # The model of z_t - ref_t: offsets F_t ref_{t-1} + c_t - ref_t (entry 0 unused),
+    # observations y_t - H_t ref_t.
+    F_ref = jnp.einsum("tij,tj->ti", F[1:], ref[:-1]) if F_tv else ref[:-1] @ F.T
+    c_rest = (c[1:] if c_tv else c[None, :]) + F_ref - ref[1:]
+    c = jnp.concatenate([jnp.zeros((1, n), dtype), c_rest])
+    H_ref = jnp.einsum("tkn,tn->tk", H, ref) if H_tv else ref @ H.T
+    y = jnp.where(mask, y - H_ref, 0)
     return _Model(
-        m0=m0,
+        m0=m0 - ref[0],
         P0=P0,
         F=F,
         c=c,
@@ -385,13 +476,10 @@ def _model(params: Any, emissions: Any, inputs: Any) -> _Model:
         H=H,
         R=R,
         y=y,
-        observed=observed,
-        tv=dict(F=F_tv, c=c_tv, Q=Q_tv, H=H_tv, R=R_tv, y=True, observed=True),
+        mask=mask,
+        ref=ref,
+        tv=dict(F=F_tv, c=True, Q=Q_tv, H=H_tv, R=R_tv, y=True, mask=True),
     )
-
-
-def _index(x: Array, tv: bool, t: int) -> Array:
-    return x[t] if tv else x
 
 
 # ---------------------------------------------------------------------------
@@ -399,43 +487,77 @@ def _index(x: Array, tv: bool, t: int) -> Array:
 # ---------------------------------------------------------------------------
 
 
-def _filter_elements(md: _Model) -> FilterElement:
-    """All $T$ filtering elements. The observation-independent halves (`filter_gain`)
-    are computed for the first step ($F = 0$, $c = m_0$, $Q = P_0$) and the fixed
-    later steps once (or per step, if any of $F, Q, H, R$ varies in time)."""
+# With fixed parameters, a table of gains by pattern of observed components (all
+# 2^k of them, times first step or not) serves every step, up to this many patterns.
+_MAX_PATTERNS = 64
+
+
+def _elements(md: _Model, first, masks, F, Q, H, R, index=None) -> tuple[FilterElement, Array]:
+    """The filtering elements from a table of gains, one per entry `(first, masks, F,
+    Q, H, R)` (leading axis: the entries); step $t$ uses entry `index[t]` (none: entry
+    $t$). Also returns whether a used innovation covariance is singular."""
+    H, R, _ = jax.vmap(mask_emission)(H, R, jnp.zeros(masks.shape, md.y.dtype), masks)
+    F = jnp.where(first[:, None, None], 0, F)
+    Q = jnp.where(first[:, None, None], md.P0[None], Q)
+    gains = jax.vmap(filter_gain)(F, Q, H, R)
+    if index is not None:
+        gains = jax.tree.map(lambda g: g[index], gains)
+    elems = jax.vmap(filter_element)(gains, md.steps("c", md.m0), md.y, md.mask)
+    return elems, jnp.any(~jnp.isfinite(gains.logdet))
+
+
+def _elements_per_step(md: _Model) -> tuple[FilterElement, Array]:
+    """Each step's element from its own gain: the general case."""
+    first = lambda name: getattr(md, name)[0] if md.tv[name] else getattr(md, name)  # noqa: E731
     T = md.y.shape[0]
-    any_tv = any(md.tv[name] for name in "FQHR")
-    length = T if any_tv else 2
+    steps = [md.steps(name, first(name)) for name in "FQHR"]
+    return _elements(md, jnp.arange(T) == 0, md.mask, *steps)
 
-    def stack(name, first):
-        x = getattr(md, name)
-        if md.tv[name]:
-            rest = x[1:]
-        else:
-            rest = jnp.broadcast_to(x, (length - 1, *x.shape))
-        return jnp.concatenate([first[None], rest])
 
-    H0, R0 = _index(md.H, md.tv["H"], 0), _index(md.R, md.tv["R"], 0)
-    gains = jax.vmap(filter_gain)(
-        stack("F", jnp.zeros_like(md.P0)), stack("Q", md.P0), stack("H", H0), stack("R", R0)
+def _elements_by_pattern(md: _Model, patterns: np.ndarray) -> tuple[FilterElement, Array]:
+    """For fixed parameters and rows whose observed components are one of `patterns`
+    (a static boolean array `(P, k)`): one gain per pattern and first-or-later step."""
+    P, k = patterns.shape
+    masks = jnp.asarray(np.concatenate([patterns, patterns]))
+    first = jnp.asarray(np.repeat([True, False], P))
+    params = [jnp.broadcast_to(x, (2 * P, *x.shape)) for x in (md.F, md.Q, md.H, md.R)]
+    # The entry of each step: its pattern's number (rows match at most one pattern).
+    match = jnp.all(md.mask[:, None, :] == jnp.asarray(patterns)[None, :, :], axis=2)
+    later = (jnp.arange(md.y.shape[0]) > 0).astype(jnp.int32)
+    index = later * P + jnp.argmax(match, axis=1).astype(jnp.int32)
+    return _elements(md, first, masks, *params, index=index)
+
+
+def _filter_elements(md: _Model) -> FilterElement:
+    r"""All $T$ filtering elements, with the check that every innovation covariance
+    is nonsingular.
+
+    Each step's gain depends on the parameters and on which components are observed.
+    With time-varying $F, Q, H, R$ it is computed per step. With fixed ones it comes
+    from a table: every pattern of observed components when there are at most
+    `_MAX_PATTERNS` ($k \le 6$); otherwise all and none, and per step (chosen at run
+    time) if some row is partly observed."""
+    T, k = md.mask.shape
+    if any(md.tv[name] for name in "FQHR"):
+        elems, singular = _elements_per_step(md)
+    elif 2**k <= _MAX_PATTERNS:
+        patterns = (np.arange(2**k)[:, None] >> np.arange(k)[None, :]) & 1 == 1
+        elems, singular = _elements_by_pattern(md, patterns)
+    else:
+        whole = np.array([[True] * k, [False] * k])
+        partial = jnp.any(jnp.any(md.mask, axis=1) & ~jnp.all(md.mask, axis=1))
+        by_row = lambda md: _elements_by_pattern(md, whole)  # noqa: E731
+        elems, singular = jax.lax.cond(partial, _elements_per_step, by_row, md)
+    message = (
+        "`params.emissions.cov`: the innovation covariance H Q H^T + R (H P0 H^T + R at "
+        "t = 0) of the observed components is singular at some step; R must be positive "
+        "definite where H Q H^T is not."
     )
-    c = (
-        stack("c", md.m0)
-        if md.tv["c"]
-        else jnp.concatenate([md.m0[None], jnp.broadcast_to(md.c, (T - 1, *md.c.shape))])
-    )
-    if any_tv:
-        return jax.vmap(filter_element)(gains, c, md.y, md.observed)
-
-    def element(first, c, y, observed):
-        gain = jax.tree.map(lambda g: jnp.where(first, g[0], g[1]), gains)
-        return filter_element(gain, c, y, observed)
-
-    return jax.vmap(element)(jnp.arange(T) == 0, c, md.y, md.observed)
+    return eqx.tree_at(lambda e: e.b, elems, eqx.error_if(elems.b, singular, message))
 
 
 def _filter(md: _Model, method) -> FilterState:
-    """Filtered means, covariances and running log-likelihoods."""
+    """Filtered means (centred), covariances and running log-likelihoods."""
     n = md.m0.shape[0]
     init = FilterState(
         mean=jnp.zeros((n,), md.m0.dtype),
@@ -446,45 +568,47 @@ def _filter(md: _Model, method) -> FilterState:
 
 
 def _predict(model: _Model, means: Array, covs: Array) -> tuple[Array, Array]:
-    r"""$\mathbb{E}$, $\mathrm{Cov}$ of $z_{t+1} \mid y_{0:t}$ for $t < T-1$."""
+    r"""Centred $\mathbb{E}$ and $\mathrm{Cov}$ of $z_{t+1} \mid y_{0:t}$ for $t < T-1$."""
 
     def one(m, P, F, c, Q):
-        return F @ m + c, F @ P @ F.T + Q
+        return F @ m + c, symmetrize(F @ P @ F.T) + Q
 
-    ax = (0, 0, model.axis("F"), model.axis("c"), model.axis("Q"))
-    mean, cov = jax.vmap(one, in_axes=ax)(
-        means[:-1], covs[:-1], model.at("F", 1), model.at("c", 1), model.at("Q", 1)
+    ax = (0, 0, model.axis("F"), 0, model.axis("Q"))
+    return jax.vmap(one, in_axes=ax)(
+        means[:-1], covs[:-1], model.at("F", 1), model.c[1:], model.at("Q", 1)
     )
-    return mean, 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
 
 
 def _marginal_loglik(model: _Model, pred_means: Array, pred_covs: Array) -> Array:
     r"""$\log p(y_{0:T-1}) = \sum_t \log \mathcal{N}(y_t \mid H_t \hat z_t + r_t,
-    H_t \hat P_t H_t^\top + R_t)$ over the observed rows, from the one-step predictions
-    $\hat z_t$, $\hat P_t$ (the prior at $t = 0$): a sum of small innovations,
-    accurate in float32 however large the states are. (The log-normalisers carried
-    by `KalmanFilter` give the same value in exact arithmetic, but as differences of
-    quadratic forms in the states themselves.)"""
+    H_t \hat P_t H_t^\top + R_t)$ over the observed components, from the one-step
+    predictions $\hat z_t$, $\hat P_t$ (the prior at $t = 0$): a sum of small
+    innovations (of the centred model), accurate in float32 over long sequences. (The
+    log-normalisers carried by `KalmanFilter` give the same value in exact
+    arithmetic, but as differences of quadratic forms in the states.)"""
     means = jnp.concatenate([model.m0[None], pred_means])
     covs = jnp.concatenate([model.P0[None], pred_covs])
 
-    def one(m, P, H, R, y, observed):
-        S = H @ P @ H.T + (jnp.diag(R) if R.ndim == 1 else R)
-        L = cholesky(S)
-        w = lower_inverse(L) @ (y - H @ m)
-        log2pi = jnp.log(2 * jnp.pi).astype(y.dtype)
-        ll = -0.5 * (w @ w) - jnp.sum(jnp.log(jnp.diagonal(L))) - 0.5 * y.shape[-1] * log2pi
-        return jnp.where(observed, ll, 0)
+    def one(m, P, H, R, y, mask):
+        # The covariance of the observed components, a unit variance for the others
+        # (as `mask_emission`, without a masked copy of H per step).
+        S = symmetrize(H @ P @ H.T) + (jnp.diag(R) if R.ndim == 1 else R)
+        S = jnp.where(mask[:, None] & mask[None, :], S, eye_like(S))
+        L, _ = psd_cholesky(S)
+        w = lower_inverse(L) @ jnp.where(mask, y - H @ m, 0)
+        logdet = 2 * jnp.sum(jnp.log(jnp.diagonal(L)))
+        return gaussian_log_density(w @ w, logdet, jnp.sum(mask))
 
     ax = (0, 0, model.axis("H"), model.axis("R"), 0, 0)
-    lls = jax.vmap(one, in_axes=ax)(means, covs, model.H, model.R, model.y, model.observed)
-    return jnp.sum(lls)
+    # XLA's reduction is pairwise: rounding O(log T) ulps, not the O(T) of a running sum.
+    return jnp.sum(jax.vmap(one, in_axes=ax)(means, covs, model.H, model.R, model.y, model.mask))
 
 
 def _check_method(method):
     as_method(method)  # raises ValueError / TypeError for a bad `method`
 
 
+@eqx.filter_jit
 def lgssm_filter(
     params: LGSSMParams | Any,
     emissions: Float[ArrayLike, "ntime emission_dim"],
@@ -495,22 +619,22 @@ def lgssm_filter(
     r"""Kalman filter: filtered and one-step predicted marginals, and the marginal
     log-likelihood.
 
-    A scan of `scanalg.monoids.KalmanFilter` elements (Särkkä & García-Fernández,
-    2021) from the zero state; with `method="sequential"` each step is one
-    Kalman predict-and-update. The marginal log-likelihood is then summed from the
-    one-step prediction errors (in parallel over time),
+    A scan of `scanalg.lgssm.KalmanFilter` elements (Särkkä & García-Fernández,
+    2021) from the zero state, on the centred model (see the module's notes); with
+    `method="sequential"` each step is one Kalman predict-and-update. The marginal
+    log-likelihood is then summed from the one-step prediction errors (in parallel
+    over time),
 
     $$\log p(y_{0:T-1}) = \sum_t \log \mathcal{N}(y_t \mid \hat y_t, S_t),$$
 
-    which stays accurate in float32 when the states are far from the origin (the
-    log-normalisers carried by the scan are exact too, but lose precision there).
+    over the observed components of each $y_t$.
 
     **Arguments:**
 
     - `params`: an `LGSSMParams` (or a dynamax `ParamsLGSSM`, or anything with the
       same attributes).
-    - `emissions`: observations $y_{0:T-1}$, shape `(T, emission_dim)`; a row that is
-      all NaN is missing.
+    - `emissions`: observations $y_{0:T-1}$, shape `(T, emission_dim)`; NaN entries
+      are missing (marginalised), a row of NaN is a prediction only.
     - `inputs`: optional inputs $u_{0:T-1}$, shape `(T, input_dim)` (none: zero).
     - `method`: the scan method (see `scanalg.scan`).
 
@@ -526,9 +650,9 @@ def lgssm_filter(
     pm, pc = _predict(model, states.mean, states.cov)
     return PosteriorGSSMFiltered(
         marginal_loglik=_marginal_loglik(model, pm, pc),
-        filtered_means=states.mean,
+        filtered_means=states.mean + model.ref,
         filtered_covariances=states.cov,
-        predicted_means=pm,
+        predicted_means=pm + model.ref[1:],
         predicted_covariances=pc,
     )
 
@@ -539,17 +663,19 @@ def lgssm_filter(
 
 
 def _smoother_elements(model: _Model, means: Array, covs: Array) -> SmootherElement:
-    """RTS elements $(E_t, g_t, L_t)$; the last one is $(0, m_{T-1}, P_{T-1})$."""
+    """RTS elements $(E_t, g_t, L_t)$ of the centred model; the last one is
+    $(0, m_{T-1}, P_{T-1})$."""
     last = SmootherElement(E=jnp.zeros_like(covs[-1]), g=means[-1], L=covs[-1])
     if means.shape[0] == 1:
         return jax.tree.map(lambda a: a[None], last)
-    ax = (0, 0, model.axis("F"), model.axis("c"), model.axis("Q"))
+    ax = (0, 0, model.axis("F"), 0, model.axis("Q"))
     rest = jax.vmap(rts_smoother_elements, in_axes=ax)(
-        means[:-1], covs[:-1], model.at("F", 1), model.at("c", 1), model.at("Q", 1)
+        means[:-1], covs[:-1], model.at("F", 1), model.c[1:], model.at("Q", 1)
     )
     return jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), rest, last)
 
 
+@eqx.filter_jit
 def lgssm_smoother(
     params: LGSSMParams | Any,
     emissions: Float[ArrayLike, "ntime emission_dim"],
@@ -561,7 +687,7 @@ def lgssm_smoother(
     cross moments and the marginal log-likelihood.
 
     The filter of `lgssm_filter`, then a reverse scan of
-    `scanalg.monoids.RTSSmoother` elements
+    `scanalg.lgssm.RTSSmoother` elements
     $p(z_t \mid z_{t+1}, y_{0:t}) = \mathcal{N}(E_t z_{t+1} + g_t, L_t)$.
 
     **Arguments:** as for `lgssm_filter`.
@@ -578,11 +704,11 @@ def lgssm_smoother(
     n = model.m0.shape[0]
     init = SmootherState(jnp.zeros((n,), filt.mean.dtype), jnp.zeros((n, n), filt.mean.dtype))
     smooth = scan(RTSSmoother(), elems, init=init, reverse=True, method=method)
-    ms, Ps = smooth.mean, smooth.cov
+    ms, Ps = smooth.mean + model.ref, smooth.cov
     cross = elems.E[:-1] @ Ps[1:] + ms[:-1, :, None] * ms[1:, None, :]
     return PosteriorGSSMSmoothed(
         marginal_loglik=_marginal_loglik(model, *_predict(model, filt.mean, filt.cov)),
-        filtered_means=filt.mean,
+        filtered_means=filt.mean + model.ref,
         filtered_covariances=filt.cov,
         smoothed_means=ms,
         smoothed_covariances=Ps,
@@ -590,14 +716,7 @@ def lgssm_smoother(
     )
 
 
-def _sqrt_psd(L: Float[Array, "n n"]) -> Float[Array, "n n"]:
-    """A Cholesky factor of the PSD matrix `L`, with a relative jitter of a few ulps so
-    that singular (but PSD) matrices factorise."""
-    scale = jnp.maximum(jnp.max(jnp.diagonal(L)), jnp.finfo(L.dtype).tiny)
-    jitter = 10 * jnp.finfo(L.dtype).eps * scale
-    return cholesky(L + jitter * jnp.eye(L.shape[-1], dtype=L.dtype))
-
-
+@eqx.filter_jit
 def lgssm_posterior_sample(
     key: PRNGKeyArray,
     params: LGSSMParams | Any,
@@ -616,9 +735,10 @@ def lgssm_posterior_sample(
 
     $$z_t = E_t z_{t+1} + g_t + L_t^{1/2} \varepsilon_t,$$
 
-    a reverse scan of `Dual(Affine())` (affine maps composed backwards). All noise is
-    drawn up front, so the same `key` gives the same sample for every method (up to
-    rounding).
+    a reverse scan of `Dual(Affine())` (affine maps composed backwards), with
+    $L_t^{1/2}$ a Cholesky factor that exists for singular $L_t$ too
+    (`scanalg._linalg.psd_cholesky`). All noise is drawn up front, so the same `key`
+    gives the same sample for every method (up to rounding).
 
     **Arguments:**
 
@@ -631,19 +751,22 @@ def lgssm_posterior_sample(
     The sample(s), shape `(T, state_dim)` or `(num_samples, T, state_dim)`.
     """
     _check_method(method)
-    if num_samples is not None and not (isinstance(num_samples, int) and num_samples >= 1):
+    if num_samples is not None and (
+        isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1
+    ):
         raise ValueError(f"`num_samples` must be None or an int >= 1; got {num_samples!r}.")
     model = _model(params, emissions, inputs)
     filt = _filter(model, method)
     elems = _smoother_elements(model, filt.mean, filt.cov)
-    roots = jax.vmap(_sqrt_psd)(elems.L)
+    roots = jax.vmap(lambda L: psd_cholesky(L)[0])(elems.L)
     T, n = filt.mean.shape
 
     def one(k):
         eps = jax.random.normal(k, (T, n), filt.mean.dtype)
         h = elems.g + jnp.einsum("tij,tj->ti", roots, eps)
         init = jnp.zeros((n,), h.dtype)
-        return scan(Dual(Affine()), (elems.E, h), init=init, reverse=True, method=method)
+        sample = scan(Dual(Affine()), (elems.E, h), init=init, reverse=True, method=method)
+        return sample + model.ref
 
     if num_samples is None:
         return one(key)

@@ -20,9 +20,13 @@ the observation-independent half, and `filter_element`) and `rts_smoother_elemen
 turn per-step model quantities into elements; `scanalg.lgssm` uses them.
 
 Numerics: covariances are built in Joseph form and symmetrised after every product,
-and nothing inverts a covariance that may be singular. The log-normalisers $\ell$ are
-exact but are differences of quadratic forms in the states; with states far from the
-origin in float32, prefer the prediction-error sum that `scanalg.lgssm_filter` uses.
+and nothing inverts a covariance that may be singular: singular $Q_t$ and $P_0$ are
+legal (the smoother's regression on the predicted covariance uses a generalised
+inverse, see `scanalg._linalg.psd_inv_logdet`). The innovation covariance of each
+element, $H Q H^\top + R$, must be positive definite on the observed components. The
+log-normalisers $\ell$ are exact but are differences of quadratic forms in the
+states; `scanalg.lgssm_filter` centres the model first and sums the per-step
+prediction errors instead.
 """
 
 from typing import ClassVar
@@ -32,7 +36,14 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
 
-from ..._linalg import eye_like, inv_logdet, mm, psd_inv_logdet, symmetrize
+from ..._linalg import (
+    eye_like,
+    gaussian_log_density,
+    inv_logdet,
+    mm,
+    psd_inv_logdet,
+    symmetrize,
+)
 from ..._monoid import AbstractMonoid, ActionDirection
 from ...monoids import Affine, Dual
 
@@ -243,7 +254,7 @@ def filter_gain(
     S_inv, logdet = psd_inv_logdet((HQ @ H.T) + (jnp.diag(R) if diag else R))
     K = HQ.T @ S_inv
     I_KH = eye_like(Q) - (K @ H)
-    KRK = (K * R) @ K.T if diag else K @ R @ K.T
+    KRK = (K * R[None, :]) @ K.T if diag else K @ R @ K.T
     HFS = (H @ F).T @ S_inv
     return FilterGain(
         A=(I_KH @ F),
@@ -259,19 +270,49 @@ def filter_gain(
     )
 
 
+def mask_emission(
+    H: Float[Array, "k n"],
+    R: Float[Array, "k k"] | Float[Array, " k"],
+    y: Float[Array, " k"],
+    observed: Bool[Array, ""] | Bool[Array, " k"],
+) -> tuple[Float[Array, "k n"], Float[Array, "k k"] | Float[Array, " k"], Float[Array, " k"]]:
+    r"""The emission model and observation for observing only the components
+    `observed` of $y$ (a scalar: all or none).
+
+    Marginalising the unobserved components of $y \sim \mathcal{N}(Hz, R)$ leaves
+    the rows and columns of the observed ones. The same posterior, with every shape
+    kept, comes from replacing each unobserved component by a dummy $y_i = 0$ with
+    $H_{i\cdot} = 0$, unit variance and no correlation: it carries no information
+    about $z$, and its density $\mathcal{N}(0 \mid 0, 1)$ is left out of the
+    log-likelihood by counting only the observed components (`filter_element`).
+
+    **Returns:** `(H, R, y)` with the unobserved components so replaced.
+    """
+    mask = jnp.broadcast_to(observed, y.shape)
+    H = jnp.where(mask[:, None], H, 0)
+    y = jnp.where(mask, y, 0)
+    if R.ndim == 1:
+        return H, jnp.where(mask, R, 1), y
+    return H, jnp.where(mask[:, None] & mask[None, :], R, eye_like(R)), y
+
+
 def filter_element(
-    gain: FilterGain, c: Float[Array, " n"], y: Float[Array, " k"], observed: Bool[Array, ""]
+    gain: FilterGain,
+    c: Float[Array, " n"],
+    y: Float[Array, " k"],
+    observed: Bool[Array, ""] | Bool[Array, " k"],
 ) -> FilterElement:
     r"""A filtering element from its `FilterGain` and the step's offset and observation.
 
     With the innovation $e = y - H c$: $b = c + K e$, $\eta = (HF)^\top S^{-1} e$,
-    $\ell = \log \mathcal{N}(e \mid 0, S)$. When `observed` is false the element only
-    predicts: $(F, c, Q, 0, 0, 0)$.
+    $\ell = \log \mathcal{N}(e \mid 0, S)$ over the observed components. `observed`
+    says which components of $y$ are observed (a scalar: all or none); the gain must
+    have been computed for them (`mask_emission`; for all or none, any gain). When
+    none is observed the element only predicts: $(F, c, Q, 0, 0, 0)$.
     """
+    mask = jnp.broadcast_to(observed, y.shape)
     e = y - (gain.H @ c)
-    S_inv_e = gain.S_inv @ e
-    log2pi = jnp.log(2 * jnp.pi).astype(y.dtype)
-    loglik = -0.5 * (e @ S_inv_e) - 0.5 * gain.logdet - 0.5 * y.shape[-1] * log2pi
+    loglik = gaussian_log_density(e @ (gain.S_inv @ e), gain.logdet, jnp.sum(mask))
     obs = FilterElement(
         A=gain.A,
         b=c + (gain.K @ e),
@@ -288,7 +329,7 @@ def filter_element(
         J=jnp.zeros_like(gain.Q),
         loglik=jnp.zeros_like(loglik),
     )
-    return jax.tree.map(lambda o, m: jnp.where(observed, o, m), obs, miss)
+    return jax.tree.map(lambda o, m: jnp.where(jnp.any(mask), o, m), obs, miss)
 
 
 def kalman_filter_elements(
@@ -298,7 +339,7 @@ def kalman_filter_elements(
     H: Float[Array, "k n"],
     R: Float[Array, "k k"] | Float[Array, " k"],
     y: Float[Array, " k"],
-    observed: Bool[Array, ""],
+    observed: Bool[Array, ""] | Bool[Array, " k"],
 ) -> FilterElement:
     r"""The filtering element of one time step (vmap it over time).
 
@@ -312,21 +353,24 @@ def kalman_filter_elements(
       \eta = (H F)^\top S^{-1} e,\quad J = (H F)^\top S^{-1} H F,$$
 
     and $\ell = \log \mathcal{N}(e \mid 0, S)$. The first step uses $F = 0$,
-    $c = m_0$, $Q = P_0$. When `observed` is false the element only predicts:
-    $(F, c, Q, 0, 0, 0)$. (`filter_gain` and `filter_element` are its two halves.)
+    $c = m_0$, $Q = P_0$. Only the components `observed` of $y$ count (the others
+    are marginalised, see `mask_emission`); when none is observed the element only
+    predicts: $(F, c, Q, 0, 0, 0)$. (`filter_gain` and `filter_element` are its two
+    halves.)
 
     **Arguments:**
 
     - `F`, `c`, `Q`: the transition weights, offset and covariance.
     - `H`: the emission weights; `R`: the emission covariance, full `(k, k)` or
       its diagonal `(k,)`.
-    - `y`: the observation minus its offsets (any finite values if unobserved).
-    - `observed`: whether `y` is observed.
+    - `y`: the observation minus its offsets (any values where unobserved).
+    - `observed`: whether `y` is observed: a scalar, or one flag per component.
 
     **Returns:**
 
     A `FilterElement`.
     """
+    H, R, y = mask_emission(H, R, y, observed)
     return filter_element(filter_gain(F, Q, H, R), c, y, observed)
 
 
@@ -425,7 +469,10 @@ def rts_smoother_elements(
     $$E = G,\quad g = m - G (F m + c),\quad
       L = (I - G F) P (I - G F)^\top + G Q G^\top \;(= P - G F P).$$
 
-    The last time step uses $E = 0$, $g = m$, $L = P$ (pass `F = 0`, `Q = I`).
+    Where the predicted covariance $F P F^\top + Q$ is singular (a known start,
+    noise-free directions of $Q$), its generalised inverse gives a $G$ that is exact
+    on its range, and nothing is NaN. The last time step uses $E = 0$, $g = m$,
+    $L = P$.
     """
     S_inv, _ = psd_inv_logdet(F @ cov @ F.T + Q)
     G = (F @ cov).T @ S_inv

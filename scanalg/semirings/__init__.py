@@ -1,0 +1,33 @@
+"""Semirings, the matrix monoid over a semiring, and chain dynamic programs.
+
+One chain dynamic program answers different questions by the semiring chosen at call
+time: `Log` gives partition functions (and marginals, by `jax.grad` or a backward
+scan), `Max` the best path, `KMax(k)` the k best paths, `Entropy` the entropy of the
+chain's distribution. `scanalg.crf` and `scanalg.hmm` build on it.
+"""
+
+from ._base import AbstractSemiring as AbstractSemiring
+from ._chain import (
+    ChainBest as ChainBest,
+    ChainForward as ChainForward,
+    ChainLayout as ChainLayout,
+    ChainMarginals as ChainMarginals,
+    backtrack as backtrack,
+    chain_best as chain_best,
+    chain_forward as chain_forward,
+    chain_layout as chain_layout,
+    chain_marginals as chain_marginals,
+    chain_sample as chain_sample,
+    chain_sum as chain_sum,
+    check_lengths as check_lengths,
+    jit_checking_lengths as jit_checking_lengths,
+    segment_sums as segment_sums,
+)
+from ._instances import (
+    Entropy as Entropy,
+    KMax as KMax,
+    Log as Log,
+    Max as Max,
+    Std as Std,
+)
+from ._matmul import ChainMessages as ChainMessages, SemiringMatMul as SemiringMatMul
