@@ -25,7 +25,7 @@ from jax import vmap
 pytest.importorskip("dynamax")  # scanalg: skipped without the `oracle` extra
 import dynamax.hidden_markov_model.inference as core  # noqa: E402
 import dynamax.hidden_markov_model.parallel_inference as parallel  # noqa: E402, F401
-from dynamax_port_helpers import METHODS, IDS, hmm_api  # noqa: E402
+from dynamax_port_helpers import METHODS, IDS, hmm_api, memo  # noqa: E402
 from jax.scipy.special import logsumexp  # noqa: E402
 
 
@@ -95,6 +95,12 @@ def random_hmm_args_nonstationary(key, num_timesteps, num_states, scale=1.0):
 
     return initial_probs, trans_mat, log_likelihoods
 
+
+# scanalg: the data and the brute-force references are the same for every method:
+# computed once per value of their arguments.
+big_log_joint = memo(big_log_joint)
+random_hmm_args = memo(random_hmm_args)
+random_hmm_args_nonstationary = memo(random_hmm_args_nonstationary)
 
 
 def test_hmm_filter(core, key=0, num_timesteps=3, num_states=2):  # scanalg: + core

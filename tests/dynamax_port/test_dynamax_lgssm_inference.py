@@ -16,7 +16,7 @@ dynamax's code runs with JAX's default promotion rules, scanalg's under the suit
 import pytest
 
 pytest.importorskip("dynamax")  # scanalg: skipped without the `oracle` extra
-from dynamax_port_helpers import lgssm_api
+from dynamax_port_helpers import MemoMethods, lgssm_api, memo
 
 import jax.scipy.linalg as jla
 import jax.numpy as jnp
@@ -140,6 +140,13 @@ def lgssm_dynamax_to_tfp(num_timesteps, params):
     )
 
     return tfp_lgssm
+
+
+# scanalg: the references are the same for every method: computed once (by value).
+joint_posterior_mvn = memo(joint_posterior_mvn)
+_lgssm_dynamax_to_tfp = lgssm_dynamax_to_tfp
+lgssm_dynamax_to_tfp = memo(
+    lambda num_timesteps, params: MemoMethods(_lgssm_dynamax_to_tfp(num_timesteps, params)))
 
 
 class TestFilteringAndSmoothing:

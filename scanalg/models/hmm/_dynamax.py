@@ -21,7 +21,7 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int, Scalar
+from jaxtyping import Array, ArrayLike, Float, Int, Scalar
 
 from ..._methods import AbstractScanMethod
 from ..._numerics import finite_or_zero, normalise, safe_log, tree_sum
@@ -32,8 +32,8 @@ from . import _inference  # (a module: `_inference` may apply `dynamax_signature
 from ._monoids import HMMBackward, HMMForward, ScaledMatrix
 
 _Transitions = (
-    Float[Array, "num_states num_states"]
-    | Float[Array, "num_timesteps_minus_1 num_states num_states"]
+    Float[ArrayLike, "num_states num_states"]
+    | Float[ArrayLike, "num_timesteps_minus_1 num_states num_states"]
 )
 _TransitionFn = Callable[[Int[Array, ""]], Float[Array, "num_states num_states"]]
 
@@ -281,7 +281,7 @@ def _backward_filter(transition_matrix, log_likelihoods, *, method):
 @dynamax_signature
 def hmm_backward_filter(
     transition_matrix: _Transitions,
-    log_likelihoods: Float[Array, "num_timesteps num_states"],
+    log_likelihoods: Float[ArrayLike, "num_timesteps num_states"],
     *,
     method: str | AbstractScanMethod = "auto",
 ) -> tuple[Scalar, Float[Array, "num_timesteps num_states"]]:
@@ -396,9 +396,9 @@ def _two_filter_smoother(initial_probs, transition_matrix, log_likelihoods, *, m
 
 @dynamax_signature(compute_trans_probs=True)
 def hmm_two_filter_smoother(
-    initial_probs: Float[Array, " num_states"],
+    initial_probs: Float[ArrayLike, " num_states"],
     transition_matrix: _Transitions,
-    log_likelihoods: Float[Array, "num_timesteps num_states"],
+    log_likelihoods: Float[ArrayLike, "num_timesteps num_states"],
     *,
     method: str | AbstractScanMethod = "auto",
 ) -> "_inference.HMMPosterior":
@@ -470,9 +470,9 @@ def _fixed_lag_smoother(initial_probs, transition_matrix, log_likelihoods, windo
 
 @dynamax_signature
 def hmm_fixed_lag_smoother(
-    initial_probs: Float[Array, " num_states"],
+    initial_probs: Float[ArrayLike, " num_states"],
     transition_matrix: _Transitions,
-    log_likelihoods: Float[Array, "num_timesteps num_states"],
+    log_likelihoods: Float[ArrayLike, "num_timesteps num_states"],
     window_size: int,
     *,
     method: str | AbstractScanMethod = "auto",

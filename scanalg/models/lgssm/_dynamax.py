@@ -9,27 +9,26 @@ attributes, including parameters given as functions of time) into one; and
 
 import functools
 import inspect
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import ArrayLike, Float
+from jaxtyping import ArrayLike
 
 from . import _inference  # (a module: `_inference` may apply `dynamax_signature`)
 
 
 def make_lgssm_params(
-    initial_mean: Float[ArrayLike, " state_dim"],
-    initial_cov: Float[ArrayLike, "state_dim state_dim"],
-    dynamics_weights: Float[ArrayLike, "*ntime state_dim state_dim"],
-    dynamics_cov: Float[ArrayLike, "*ntime state_dim state_dim"],
-    emissions_weights: Float[ArrayLike, "*ntime emission_dim state_dim"],
-    emissions_cov: Float[ArrayLike, "*ntime emission_dim emission_dim"]
-    | Float[ArrayLike, "*ntime emission_dim"],
-    dynamics_bias: Float[ArrayLike, "*ntime state_dim"] | None = None,
-    dynamics_input_weights: Float[ArrayLike, "*ntime state_dim input_dim"] | None = None,
-    emissions_bias: Float[ArrayLike, "*ntime emission_dim"] | None = None,
-    emissions_input_weights: Float[ArrayLike, "*ntime emission_dim input_dim"] | None = None,
+    initial_mean: ArrayLike,
+    initial_cov: ArrayLike,
+    dynamics_weights: ArrayLike,
+    dynamics_cov: ArrayLike,
+    emissions_weights: ArrayLike,
+    emissions_cov: ArrayLike,
+    dynamics_bias: ArrayLike | None = None,
+    dynamics_input_weights: ArrayLike | None = None,
+    emissions_bias: ArrayLike | None = None,
+    emissions_input_weights: ArrayLike | None = None,
 ) -> "_inference.LGSSMParams":
     r"""dynamax's `make_lgssm_params`, returning scanalg's `LGSSMParams`.
 
@@ -64,20 +63,59 @@ def ParamsLGSSM(
     `ParamsLGSSMDynamics(weights, bias, input_weights, cov)` and
     `ParamsLGSSMEmissions(weights, bias, input_weights, cov)`, scanalg's `LGSSMInitial`,
     `LGSSMDynamics`, `LGSSMEmissions`). Check types with `scanalg.lgssm.LGSSMParams`."""
-    return as_lgssm_params(_Parts(initial, dynamics, emissions))
+    return make_lgssm_params(
+        initial.mean,
+        initial.cov,
+        dynamics.weights,
+        dynamics.cov,
+        emissions.weights,
+        emissions.cov,
+        dynamics.bias,
+        dynamics.input_weights,
+        emissions.bias,
+        emissions.input_weights,
+    )
 
 
-class _Parts:
-    def __init__(self, initial, dynamics, emissions):
-        self.initial, self.dynamics, self.emissions = initial, dynamics, emissions
+class _Initial(NamedTuple):
+    mean: Any
+    cov: Any
+
+
+class _Dynamics(NamedTuple):
+    weights: Any
+    bias: Any
+    input_weights: Any
+    cov: Any
+
+
+class _Emissions(NamedTuple):
+    weights: Any
+    bias: Any
+    input_weights: Any
+    cov: Any
+
+
+class _Params(NamedTuple):
+    initial: Any
+    dynamics: Any
+    emissions: Any
+
+
+_FIELDS = {
+    "initial": ("mean", "cov"),
+    "dynamics": ("weights", "bias", "input_weights", "cov"),
+    "emissions": ("weights", "bias", "input_weights", "cov"),
+}
+_TYPES = {"initial": _Initial, "dynamics": _Dynamics, "emissions": _Emissions}
 
 
 def _of_time(x: Any, name: str, num_timesteps: int | None) -> Any:
     """`x`, or the function of time `x` evaluated at `t = 0, ..., T-1` under `vmap`."""
     if x is None or not callable(x) or isinstance(x, jax.Array):
         return x
-    if name == "emissions.cov":
-        raise ValueError("`params.emissions.cov` cannot be a function of time (as in dynamax).")
+    if name == "emissions.cov" or name.startswith("initial."):
+        raise ValueError(f"`params.{name}` cannot be a function of time (as in dynamax).")
     if num_timesteps is None:
         raise TypeError(
             f"`params.{name}` is a function of time; pass `num_timesteps` to evaluate it."
@@ -85,8 +123,27 @@ def _of_time(x: Any, name: str, num_timesteps: int | None) -> Any:
     return jax.vmap(x)(jnp.arange(num_timesteps))
 
 
-def as_lgssm_params(params: Any, num_timesteps: int | None = None) -> "_inference.LGSSMParams":
-    r"""Read dynamax-style parameters as scanalg's `LGSSMParams`.
+_BASE_NDIM = {"weights": 2, "bias": 1, "input_weights": 2, "cov": 2}
+
+
+def _dynamax_layout(values: dict, num_timesteps: int) -> dict:
+    """What dynamax reads differently from scanalg, made explicit: a `(T, k)` emission
+    covariance (with $k \ne T$) is time-varying and diagonal (scanalg reads every 2-D
+    covariance as a full matrix), and entry 0 of a time-varying dynamics parameter is
+    never used, so any value there (NaN included) is replaced by zero."""
+    values = dict(values)
+    cov = values["emissions", "cov"]
+    if cov.ndim == 2 and cov.shape[0] == num_timesteps != cov.shape[1]:
+        values["emissions", "cov"] = jax.vmap(jnp.diag)(cov)
+    for field, ndim in _BASE_NDIM.items():
+        x = values["dynamics", field]
+        if x is not None and x.ndim == ndim + 1 and x.shape[0] == num_timesteps:
+            values["dynamics", field] = x.at[0].set(jnp.where(jnp.isfinite(x[0]), x[0], 0))
+    return values
+
+
+def as_lgssm_params(params: Any, num_timesteps: int | None = None) -> Any:
+    r"""Read dynamax's parameters with dynamax's meaning, for the `lgssm_*` functions.
 
     **Arguments:**
 
@@ -96,48 +153,56 @@ def as_lgssm_params(params: Any, num_timesteps: int | None = None) -> "_inferenc
       biases and input weights and the dynamics covariance may be functions of the time
       index $t$: each is evaluated under `jax.vmap` at $t = 0, \dots, T-1$ into a
       time-varying array (entry $t$ of a dynamics parameter is the step into $z_t$, so
-      entry 0 is unused, as for arrays).
-    - `num_timesteps`: $T$, needed only for parameters given as functions.
+      entry 0 is unused, as for arrays). Arrays of mixed precision are cast to the
+      promoted one (dynamax computes with JAX's standard promotion).
+    - `num_timesteps`: $T$. Needed for parameters given as functions; with it, the
+      layouts dynamax reads differently are made explicit too: an emission covariance
+      of shape `(T, k)`, $k \ne T$, is time-varying and diagonal (given to scanalg as
+      diagonal matrices), and a non-finite entry 0 of a time-varying dynamics parameter
+      (never used, as in dynamax) becomes zero.
 
     **Returns:**
 
-    An `LGSSMParams`.
+    An `LGSSMParams` as it is; otherwise the same structure (dynamax's NamedTuples keep
+    their types; other objects become NamedTuples) holding arrays of one float dtype.
+    Any of these is what the `lgssm_*` functions take.
     """
     if isinstance(params, _inference.LGSSMParams):
         return params
     try:
-        initial, dynamics, emissions = params.initial, params.dynamics, params.emissions
+        groups = {group: getattr(params, group) for group in _FIELDS}
     except AttributeError:
         raise TypeError(
             "`params` must be an LGSSMParams or have dynamax's ParamsLGSSM structure "
             "(`initial.mean`, `dynamics.weights`, `emissions.cov`, ...); got "
             f"{type(params).__name__}."
         ) from None
-
-    def part(obj, group, field):
-        return _of_time(getattr(obj, field, None), f"{group}.{field}", num_timesteps)
-
-    parts = dict(
-        initial_mean=initial.mean,
-        initial_cov=initial.cov,
-        dynamics_weights=part(dynamics, "dynamics", "weights"),
-        dynamics_cov=part(dynamics, "dynamics", "cov"),
-        emissions_weights=part(emissions, "emissions", "weights"),
-        emissions_cov=part(emissions, "emissions", "cov"),
-        dynamics_bias=part(dynamics, "dynamics", "bias"),
-        dynamics_input_weights=part(dynamics, "dynamics", "input_weights"),
-        emissions_bias=part(emissions, "emissions", "bias"),
-        emissions_input_weights=part(emissions, "emissions", "input_weights"),
-    )
+    values = {
+        (group, field): _of_time(getattr(obj, field, None), f"{group}.{field}", num_timesteps)
+        for group, obj in groups.items()
+        for field in _FIELDS[group]
+    }
     # dynamax computes with JAX's standard promotion, so parameters of mixed precision
     # mean the promoted one: cast to it here, whatever the promotion setting.
-    arrays = [jnp.asarray(x) for x in parts.values() if x is not None]
+    arrays = [jnp.asarray(x) for x in values.values() if x is not None]
     with jax.numpy_dtype_promotion("standard"):
         dtype = jnp.result_type(*arrays)
     if not jnp.issubdtype(dtype, jnp.floating):
         dtype = jnp.result_type(float)
-    parts = {k: None if x is None else jnp.asarray(x).astype(dtype) for k, x in parts.items()}
-    return _inference.LGSSMParams(**parts)
+    values = {k: None if x is None else jnp.asarray(x).astype(dtype) for k, x in values.items()}
+    if num_timesteps is not None:
+        values = _dynamax_layout(values, num_timesteps)
+
+    def rebuild(group, obj):
+        fields = {field: values[group, field] for field in _FIELDS[group]}
+        if hasattr(obj, "_replace"):  # a NamedTuple (dynamax's): keep its type
+            return obj._replace(**fields)
+        return _TYPES[group](**fields)
+
+    parts = {group: rebuild(group, obj) for group, obj in groups.items()}
+    if hasattr(params, "_replace"):
+        return params._replace(**parts)
+    return _Params(**parts)
 
 
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
