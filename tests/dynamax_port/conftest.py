@@ -8,7 +8,7 @@ scanalg itself is tested as strictly as in the rest of the suite.
 """
 
 import pytest
-from dynamax_port_helpers import METHODS, IDS, permissive
+from dynamax_port_helpers import IDS, METHODS, permissive
 
 PORTED = (
     "test_dynamax_hmm_inference.py",

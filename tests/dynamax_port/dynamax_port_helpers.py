@@ -151,9 +151,7 @@ def lgssm_api(method) -> types.SimpleNamespace:
     def bind(fn, **kwargs):
         if getattr(fn, "__dynamax_signature__", False):
             fn = fn.__wrapped__
-        return suite_settings(
-            _jit(lgssm_signature(**kwargs)(functools.partial(fn, method=method)))
-        )
+        return suite_settings(_jit(lgssm_signature(**kwargs)(functools.partial(fn, method=method))))
 
     lgssm = scanalg.lgssm
     return types.SimpleNamespace(
