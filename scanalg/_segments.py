@@ -7,11 +7,13 @@ Python loop over sequences), and a single sequence is the batch of one, whose
 segmentation costs nothing (`Segments(None, N)` knows statically that nothing
 restarts).
 
-A model family gets `lengths=` from four pieces:
+A model family gets `lengths=` from five pieces:
 
-- `checking_lengths`: the public function's wrapper that checks `lengths` against
-  the data (concrete values at call time, traced ones with `equinox.error_if`) and
-  jits the function;
+- `Segments.check`, called by the public function before it `jit`s: `lengths`
+  against the data (concrete values at once, with a `ValueError` naming both numbers;
+  traced ones with `equinox.error_if`);
+- `Segments(lengths, N)` inside, with the sequences' first and last steps, flags and
+  ids;
 - `Segments.scan_forward`: a forward scan with an initial state that restarts from
   that state at every sequence's first step (`scanalg.monoids.Segmented`);
 - `Segments.restart_reverse` and `Segments.end_flags`: reverse scans restart by
@@ -19,12 +21,9 @@ A model family gets `lengths=` from four pieces:
   that sequence's own last state), so each sequence starts its backward pass from its
   own state;
 - `Segments.sum`: accurate per-sequence sums (of per-step log-normalisers, say) with
-  the caller's scan method.
+  the caller's scan method (`sum_moves` and `outer_sum` for plain vectorised ones).
 """
 
-import functools
-import inspect
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import equinox as eqx
@@ -158,8 +157,9 @@ class Segments(eqx.Module):
         **Arguments:**
 
         - `monoid`: a monoid with a forward action.
-        - `moves`: its $N - 1$ inputs; input $t$ moves the state from step $t$ to
-          $t + 1$ (those that leave a sequence are not used).
+        - `moves`: its inputs, $N - 1$ or $N$ of them; input $t$ moves the state from
+          step $t$ to $t + 1$ (those that leave a sequence, and an $N$-th, are not
+          used; passing $N$ saves slicing the inputs and joining the states).
         - `init`: the state at every sequence's first step.
         - `method`: the scan method.
 
@@ -170,12 +170,17 @@ class Segments(eqx.Module):
         `scanalg.scan`; a batch restarts with `scanalg.monoids.Segmented`.
         """
         init = jax.tree.map(jnp.asarray, init)
+        exclusive = jax.tree.leaves(moves)[0].shape[0] == self.num_timesteps
+        starts = self.starts if exclusive else self.starts[:-1]
         if self.lengths is None:
-            later = scan(monoid, moves, init=init, method=method)
+            states = scan(monoid, moves, init=init, exclusive=exclusive, method=method)
         else:
-            flagged = (self.starts[:-1], moves)
-            later = scan(Segmented(monoid, reset=init), flagged, init=init, method=method)
-        states = jax.tree.map(lambda s, x: jnp.concatenate([s[None], x]), init, later)
+            restarting = Segmented(monoid, reset=init)
+            states = scan(
+                restarting, (starts, moves), init=init, exclusive=exclusive, method=method
+            )
+        if not exclusive:
+            states = jax.tree.map(lambda s, x: jnp.concatenate([s[None], x]), init, states)
         if self.lengths is None:
             return states
         starts = self.starts
@@ -198,19 +203,23 @@ class Segments(eqx.Module):
         _, (high, low) = scan(Segmented(_CompensatedSum()), pairs, method=method)
         return (high + low)[self.last]
 
+    def sum_moves(self, x: Array) -> Array:
+        """Per-sequence sums over the moves (leading axis $N - 1$) of each sequence,
+        shape `(B, ...)`: a plain vectorised sum (a scatter-add for a batch); see `sum`
+        for long sums that must be accurate."""
+        if self.lengths is None:
+            return jnp.sum(x, axis=0)[None]
+        return jax.ops.segment_sum(x, self.ids[:-1], self.num_segments, True)
+
     def outer_sum(self, u: Array, v: Array) -> Array:
         r"""$\sum_t u_t v_t^\top$ over the moves $t$ of each sequence: `u`, `v` of
         shape `(N-1, K)` (one row per move; those that leave a sequence should be
         zero in one of them), result `(B, K, K)`. A matrix product for a single
-        sequence; for a batch, one segmented sum per row of the result (no
+        sequence; for a batch, one `sum_moves` per row of the result (no
         `(N-1, K, K)` temporary)."""
         if self.lengths is None:
             return (u.T @ v)[None]
-        ids = self.ids[:-1]
-        rows = [
-            jax.ops.segment_sum(u[:, i, None] * v, ids, self.num_segments, True)
-            for i in range(u.shape[1])
-        ]
+        rows = [self.sum_moves(u[:, i, None] * v) for i in range(u.shape[1])]
         return jnp.stack(rows, axis=1)
 
     @staticmethod
@@ -252,35 +261,3 @@ class Segments(eqx.Module):
             f"`lengths` do not sum to the {num_timesteps} time steps of the data.",
         )
         return eqx.error_if(lengths, jnp.any(lengths < 1), "`lengths` has a length below one.")
-
-
-def checking_lengths(
-    data: str, check: Callable[[dict[str, Any]], None] | None = None
-) -> Callable[[Callable], Callable]:
-    """Decorator for a public function with a `lengths=` argument: `equinox.filter_jit`
-    it, and before tracing, call `check` (if given) on the dict of arguments by name (to
-    raise a clear error for bad shapes before anything else sees them, a runtime type
-    checker included; it may replace arguments in the dict), then check `lengths`
-    against the leading axis of the argument named `data`, so that concrete lengths that
-    do not fit give a `ValueError` naming both numbers (under an outer `jit` the check
-    is an `equinox.error_if`)."""
-
-    def decorator(fn: Callable) -> Callable:
-        jitted = eqx.filter_jit(fn)
-        signature = inspect.signature(fn)
-
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            bound = signature.bind(*args, **kwargs)
-            if check is not None:
-                check(bound.arguments)
-            lengths = bound.arguments.get("lengths")
-            if lengths is not None:
-                shape = jnp.shape(bound.arguments[data])
-                num = shape[0] if shape else 0
-                bound.arguments["lengths"] = Segments.check(lengths, num)
-            return jitted(*bound.args, **bound.kwargs)
-
-        return wrapper
-
-    return decorator

@@ -1,6 +1,10 @@
 """Shared argument checks (no family owns them)."""
 
+import functools
+import inspect
 import numbers
+from collections.abc import Callable
+from typing import Any
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -69,3 +73,25 @@ def attach_checks(x, checks):
         return x
     bad = jnp.stack([jnp.asarray(b) for b, _ in checks])
     return eqx.branched_error_if(x, jnp.any(bad), jnp.argmax(bad), [m for _, m in checks])
+
+
+def checks_arguments(check: Callable[[dict[str, Any]], None]) -> Callable[[Callable], Callable]:
+    """A decorator: `check(arguments)` runs on a call's bound arguments (a dict by name,
+    which `check` may update: a checked `lengths`, say) before the decorated function,
+    and so before any runtime type checker or `jit` on it. Every family's public
+    functions raise their shape errors this way (a `ValueError` naming the argument and
+    the shape it needs, at trace time), with or without a type checker."""
+
+    def decorate(fn: Callable) -> Callable:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            check(bound.arguments)
+            return fn(*bound.args, **bound.kwargs)
+
+        return wrapper
+
+    return decorate

@@ -3,9 +3,13 @@
 The public face of the `scanalg.models.hmm` family (see its documentation)."""
 
 from .models.hmm import (
+    AbstractHMMBackward as AbstractHMMBackward,
+    AbstractLogMatrixMonoid as AbstractLogMatrixMonoid,
     Evidence as Evidence,
     HMMBackward as HMMBackward,
     HMMForward as HMMForward,
+    HMMLogBackward as HMMLogBackward,
+    HMMLogForward as HMMLogForward,
     HMMPosterior as HMMPosterior,
     HMMPosteriorFiltered as HMMPosteriorFiltered,
     LogMatrix as LogMatrix,

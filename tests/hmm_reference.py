@@ -4,8 +4,11 @@ Only for tiny problems (T <= 6, K <= 3). Everything is computed from the joint
 log-probability of every path, with no recursion shared with the code under test.
 """
 
+import functools
 import itertools
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -158,3 +161,84 @@ def inverse_cdf_path(filtered, transition_matrix, u):
             w = a[step][:, z[step + 1]]
         z[step] = _inverse_cdf(w, u[step])
     return z
+
+
+def log_space_posterior(initial_probs, transition_matrix, log_likelihoods, per_step=False):
+    """Forward-backward entirely in log space, in float64 JAX (a `lax.scan` per pass,
+    so fast enough for a million steps): exact at any dynamic range. Shares no code
+    with scanalg.
+
+    Returns a dict of NumPy arrays: `marginal_loglik`, `filtered_probs`,
+    `predicted_probs`, `smoothed_probs` and `trans_probs`, summed over time `(K, K)`
+    (per step `(T-1, K, K)` if `per_step`).
+    """
+    args = (np.asarray(x, np.float64) for x in (initial_probs, transition_matrix))
+    out = _log_space_posterior(*args, np.asarray(log_likelihoods, np.float64), per_step)
+    return {name: np.asarray(value) for name, value in out.items()}
+
+
+@functools.partial(jax.jit, static_argnums=3)
+def _log_space_posterior(initial_probs, transition_matrix, ll, per_step):
+    def log(x):
+        return jnp.where(x > 0, jnp.log(jnp.where(x > 0, x, 1)), -jnp.inf)
+
+    def lse(x, axis):  # -inf (not NaN) for an all -inf slice
+        top = jnp.max(x, axis=axis, keepdims=True)
+        top = jnp.where(jnp.isfinite(top), top, 0)
+        return jnp.squeeze(top, axis) + log(jnp.sum(jnp.exp(x - top), axis=axis))
+
+    t, k = ll.shape
+    log_a = log(transition_matrix)
+    fixed = log_a.ndim == 2  # (then not broadcast over time: a million K x K copies)
+
+    def forward(log_pred, inputs):
+        ll_t, log_a_t = inputs
+        log_a_t = log_a if fixed else log_a_t
+        joint = log_pred + ll_t
+        norm = lse(joint, 0)
+        log_f = joint - norm
+        return lse(log_f[:, None] + log_a_t, 0), (norm, log_f, log_pred)
+
+    # (the move out of the last step is unused)
+    moves = jnp.zeros(t) if fixed else jnp.concatenate([log_a, jnp.zeros((1, k, k))])
+    _, (norms, log_f, log_p) = jax.lax.scan(forward, log(initial_probs), (ll, moves))
+
+    def backward(carry, inputs):
+        log_s_next, total = carry
+        log_f_t, log_a_t = inputs
+        log_a_t = log_a if fixed else log_a_t
+        weights = log_f_t[:, None] + log_a_t  # (i, j): z_t = i, z_{t+1} = j
+        cols = lse(weights, 0)
+        ok = jnp.isfinite(cols)[None, :]
+        log_xi = jnp.where(ok, weights - cols[None, :] + log_s_next[None, :], -jnp.inf)
+        xi = jnp.exp(log_xi)
+        new = (lse(log_xi, 1), total if per_step else total + xi)
+        return new, (new[0], xi if per_step else None)
+
+    start = (log_f[-1], jnp.zeros((k, k)))
+    moves = moves[:-1]
+    (_, total), (log_s, xi) = jax.lax.scan(backward, start, (log_f[:-1], moves), reverse=True)
+    return dict(
+        marginal_loglik=jnp.sum(norms),
+        filtered_probs=jnp.exp(log_f),
+        predicted_probs=jnp.exp(log_p - lse(log_p, 1)[:, None]),
+        smoothed_probs=jnp.exp(jnp.concatenate([log_s, log_f[-1:]])),
+        trans_probs=xi if per_step else total,
+    )
+
+
+def viterbi(initial_probs, transition_matrix, log_likelihoods):
+    """The most likely path by the Viterbi recursion in log space (NumPy; ties to the
+    smallest state index)."""
+    ll = np.asarray(log_likelihoods, np.float64)
+    a = _transitions(transition_matrix, ll.shape[0])
+    scores = _log(initial_probs) + ll[0]
+    pointers = []
+    for step in range(1, ll.shape[0]):
+        candidates = scores[:, None] + _log(a[step - 1])
+        pointers.append(np.argmax(candidates, axis=0))
+        scores = np.max(candidates, axis=0) + ll[step]
+    path = [int(np.argmax(scores))]
+    for back in reversed(pointers):
+        path.append(int(back[path[-1]]))
+    return np.array(path[::-1])

@@ -1,6 +1,7 @@
 """The HMM monoids obey the monoid and action laws (scanalg.check_laws), including with
 structural zeros and -inf log-scales, and their products do not underflow."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -8,7 +9,15 @@ from helpers import core_methods
 from hypothesis import strategies as st
 
 import scanalg
-from scanalg.hmm import HMMBackward, HMMForward, LogMatrix, MaxPlus, ScaledMatrix
+from scanalg.hmm import (
+    HMMBackward,
+    HMMForward,
+    HMMLogBackward,
+    HMMLogForward,
+    LogMatrix,
+    MaxPlus,
+    ScaledMatrix,
+)
 
 K = 3
 METHODS = core_methods  # check_laws compiles each method per drawn case
@@ -126,6 +135,69 @@ def test_hmm_backward_laws():
         max_examples=10,
         equal=_equal,
     )
+
+
+def test_hmm_log_forward_laws():
+    """The log-space filter: log-matrices with -inf entries and offsets, log-probability
+    states, log-likelihood inputs that `lift` pairs with a fixed sparse matrix."""
+    a = _stochastic_rows(np.random.default_rng(2), (K, K))
+    with np.errstate(divide="ignore"):
+        log_a = jnp.asarray(np.log(a))
+    scanalg.check_laws(
+        HMMLogForward(log_a),
+        _seeded(_log_matrix),
+        states=_seeded(_score_vector),
+        inputs=_seeded(lambda rng: 30 * rng.normal(size=K)),
+        methods=METHODS,
+        max_examples=10,
+        equal=_equal,
+    )
+
+
+def _restart_input(rng, log=False):
+    """((filtered, matrix), restart): in log space for `HMMLogBackward`."""
+    filtered, matrix = _kernel_input(rng)
+    if log:
+        with np.errstate(divide="ignore"):
+            filtered, matrix = np.log(filtered), np.log(matrix)
+    return (filtered, matrix), rng.random() < 0.3
+
+
+def test_hmm_log_backward_laws_with_restarts():
+    scanalg.check_laws(
+        HMMLogBackward(restarts=True),
+        _seeded(_kernel),
+        states=_seeded(_probability_vector),
+        inputs=_seeded(lambda rng: _restart_input(rng, log=True)),
+        methods=METHODS,
+        max_examples=10,
+        equal=_equal,
+    )
+
+
+def test_backward_inputs_agree():
+    """`act_input` is `act` of `lift` with restarts, and the log-space kernels are the
+    probability-space ones."""
+    rng = np.random.default_rng(3)
+    inputs = [_restart_input(rng) for _ in range(6)]
+    x = jax.tree.map(lambda *v: jnp.asarray(np.stack(v)), *inputs)
+    states = jnp.asarray(np.stack([_probability_vector(rng) for _ in range(6)]))
+    log_x = jax.tree.map(
+        lambda v: jnp.where(v > 0, jnp.log(jnp.where(v > 0, v, 1)), -jnp.inf), x[0]
+    )
+    for monoid, xs in [
+        (HMMBackward(restarts=True), x),
+        (HMMLogBackward(restarts=True), (log_x, x[1])),
+    ]:
+        got = jax.vmap(monoid.act_input)(states, xs)
+        expected = jax.vmap(monoid.act)(states, jax.vmap(monoid.lift)(xs))
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
+        kernels = jax.vmap(monoid.lift)(xs)
+        np.testing.assert_allclose(
+            kernels, jax.vmap(HMMBackward(restarts=True).lift)(x), atol=1e-14
+        )
+    restarted = np.asarray(x[1])
+    np.testing.assert_allclose(got[restarted], np.asarray(x[0][0])[restarted], atol=1e-14)
 
 
 def test_max_plus_laws():

@@ -1,13 +1,14 @@
 """Ragged HMM batches: packed sequences give exactly the per-sequence answers."""
 
 import functools
+from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import core_methods, tree_allclose
-from hmm_reference import inverse_cdf_path, random_hmm
+from hmm_reference import inverse_cdf_path, random_hmm, reference
 
 from scanalg import hmm
 
@@ -32,37 +33,34 @@ def _sequence(b, a, ll, tv):
     return (a[s : e - 1] if tv else a), ll[s:e]
 
 
-@functools.cache
-def _run(method, tv):
-    """Everything, packed, in one compiled call per method (compile once)."""
-
-    @jax.jit
-    def run(pi, a, ll, lengths, key):
-        kwargs = dict(lengths=lengths, method=method)
-        return dict(
-            smoother=hmm.hmm_smoother(pi, a, ll, **kwargs),
-            filter=hmm.hmm_filter(pi, a, ll, **kwargs),
-            mode=hmm.hmm_posterior_mode(pi, a, ll, **kwargs),
-            sample=hmm.hmm_posterior_sample(key, pi, a, ll, **kwargs),
-        )
-
-    return run
+def _run(method, tv, pi, a, ll, lengths, key):
+    """Everything, packed (direct calls: each compiles once, in the numerical form the
+    transition matrix needs)."""
+    kwargs = dict(lengths=lengths, method=method)
+    return dict(
+        smoother=hmm.hmm_smoother(pi, a, ll, **kwargs),
+        filter=hmm.hmm_filter(pi, a, ll, **kwargs),
+        mode=hmm.hmm_posterior_mode(pi, a, ll, **kwargs),
+        sample=hmm.hmm_posterior_sample(key, pi, a, ll, **kwargs),
+    )
 
 
 @functools.cache
 def _references(tv):
-    """Each sequence run alone by `scanalg.hmm` (the same for every method)."""
+    """Each sequence alone, by enumeration over its paths (the same for every method)."""
     pi, a, ll = _problem(tv)
     u = jax.random.uniform(jax.random.key(3), (N,), ll.dtype)
     refs = []
     for b, (s, e) in enumerate(zip(EDGES[:-1], EDGES[1:])):
         a_b, ll_b = _sequence(b, a, ll, tv)
-        smoother = hmm.hmm_smoother(pi, a_b, ll_b, method="sequential")
-        mode = hmm.hmm_posterior_mode(pi, a_b, ll_b, method="sequential")
+        ref = reference(pi, a_b, ll_b)
+        ref["initial_probs"] = ref["smoothed_probs"][0]
+        if not tv:
+            ref["trans_probs"] = ref["trans_probs"].sum(0)
         # The same uniforms give the same path as sampling the sequence alone (by the
         # inverse CDF of the backward kernels, in NumPy).
-        sample = inverse_cdf_path(smoother.filtered_probs, a_b, u[s:e])
-        refs.append((smoother, mode, sample))
+        sample = inverse_cdf_path(ref["filtered_probs"], a_b, u[s:e])
+        refs.append((SimpleNamespace(**ref), ref["mode"], sample))
     return refs
 
 
@@ -70,8 +68,7 @@ def _references(tv):
 @pytest.mark.parametrize("method", METHODS, ids=repr)
 def test_packed_equals_per_sequence(method, tv):
     pi, a, ll = _problem(tv)
-    lengths = jnp.asarray(LENGTHS)
-    out = _run(method, tv)(pi, a, ll, lengths, jax.random.key(3))
+    out = _run(method, tv, pi, a, ll, np.array(LENGTHS), jax.random.key(3))
     smoother, filt = out["smoother"], out["filter"]
     loglik, sample = out["sample"]
     assert tree_allclose(tuple(filt), tuple(smoother[:3]), **TOL)

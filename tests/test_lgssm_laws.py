@@ -6,6 +6,7 @@ import functools
 
 import hypothesis.strategies as st
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -55,23 +56,25 @@ filter_elements = st.lists(_steps, min_size=1, max_size=3).map(_product)
 
 
 def _psd(root):
-    return root @ root.T
+    return jnp.asarray(root @ root.T)
 
 
 filter_states = st.builds(
-    lambda m, root, ll: scanalg.lgssm.FilterState(m, _psd(root), ll),
+    lambda m, root, ll: scanalg.lgssm.FilterState(jnp.asarray(m), _psd(root), jnp.asarray(ll)),
     _bounded(N, 3.0),
     _bounded((N, N)),
     _bounded((), 5.0),
 )
 smoother_elements = st.builds(
-    lambda E, g, root: scanalg.lgssm.SmootherElement(E, g, _psd(root)),
+    lambda E, g, root: scanalg.lgssm.SmootherElement(jnp.asarray(E), jnp.asarray(g), _psd(root)),
     S.matmul_elements(N),
     _bounded(N),
     _bounded((N, N)),
 )
 smoother_states = st.builds(
-    lambda m, root: scanalg.lgssm.SmootherState(m, _psd(root)), _bounded(N, 3.0), _bounded((N, N))
+    lambda m, root: scanalg.lgssm.SmootherState(jnp.asarray(m), _psd(root)),
+    _bounded(N, 3.0),
+    _bounded((N, N)),
 )
 
 
@@ -98,9 +101,7 @@ def test_filter_elements_carry_the_marginal_loglik():
 
     params, y, u = _case("tv-inputs-missing")
     expected = dense_posterior(params, y, u)["marginal_loglik"]
-    elems = jax.jit(lambda *a: lgssm_impl._filter_elements(lgssm_impl._model(*a)))(
-        params, y, u
-    )
+    elems = jax.jit(lambda *a: lgssm_impl._filter_elements(lgssm_impl._model(*a)))(params, y, u)
     for method in (*METHODS, scanalg.Blocked(block_size=3)):
         total = jax.jit(lambda e: scanalg.reduce(scanalg.lgssm.KalmanFilter(), e, method=method))(
             elems

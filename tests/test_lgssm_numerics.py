@@ -260,8 +260,8 @@ def test_bad_shapes():
         lgssm.lgssm_posterior_sample(jax.random.key(0), bad, y, u)
     with pytest.raises(ValueError, match="at least one time step"):
         lgssm.lgssm_filter(params, y[:0], u[:0])
-    for num_samples in (0, True, 2.0):
-        with pytest.raises(ValueError, match="num_samples"):
+    for num_samples, error in ((0, ValueError), (True, TypeError), (2.0, TypeError)):
+        with pytest.raises(error, match="`num_samples` must be an int >= 1"):
             lgssm.lgssm_posterior_sample(jax.random.key(0), params, y, u, num_samples=num_samples)
     with pytest.raises(ValueError, match="Unknown scan method"):
         lgssm.lgssm_filter(params, y, u, method="fast")

@@ -376,17 +376,24 @@ class _Jitted(scanalg.AbstractMonoid):
     def action_direction(self):
         return self.monoid.action_direction
 
+    @property
+    def lifts(self):
+        return self.monoid.lifts
+
+    def lift(self, x):
+        return self.monoid.lift(x)
+
     def combine(self, earlier, later):
-        return jax.jit(self.monoid.combine)(earlier, later)
+        return jax.jit(type(self.monoid).combine)(self.monoid, earlier, later)
 
     def identity(self, like):
         return self.monoid.identity(like)
 
     def act(self, state, element):
-        return jax.jit(self.monoid.act)(state, element)
+        return jax.jit(type(self.monoid).act)(self.monoid, state, element)
 
     def act_input(self, state, x):
-        return jax.jit(self.monoid.act_input)(state, x)
+        return jax.jit(type(self.monoid).act_input)(self.monoid, state, x)
 
 
 def test_auto_counts_into_called_functions():

@@ -10,7 +10,8 @@ The problem is the usual tagging CRF: unary scores `(T, K)` and one transition m
 - `Log(log space)` (`crf-partition`): the `Log` scan without its probability-space
   path (`scanalg.semirings.chain_sum(..., fast=False)`), i.e. the same log-space
   machinery as `Entropy` and `KMax(4)`;
-- `grad` (`crf-marginals`): `scanalg.crf.marginals(by="grad")`, `method="auto"`.
+- `backward` (`crf-marginals`): `scanalg.crf.marginals(by="backward")` (the explicit
+  backward scan; the default is `by="grad"`), `method="auto"`.
 """
 
 from collections.abc import Callable
@@ -69,7 +70,7 @@ def build_crf(task: str, T: int, K: int, dtype, methods, method: Callable, seed:
         for m in methods:
             entries[m] = (lambda p, u, _m=method(m): crf.marginals(p, u, method=_m), args)
         entries["lax.scan"] = (baseline_marginals, args)
-        entries["grad"] = (lambda p, u: crf.marginals(p, u, method="auto", by="grad"), args)
+        entries["backward"] = (lambda p, u: crf.marginals(p, u, method="auto", by="backward"), args)
     else:
         raise ValueError(f"Unknown CRF task {task!r}; valid: {', '.join(CRF_TASKS)}.")
     return entries

@@ -19,8 +19,6 @@ from ._chain import (
     chain_marginals as chain_marginals,
     chain_sample as chain_sample,
     chain_sum as chain_sum,
-    check_lengths as check_lengths,
-    jit_checking_lengths as jit_checking_lengths,
     segment_sums as segment_sums,
 )
 from ._instances import (

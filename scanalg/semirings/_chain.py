@@ -18,12 +18,8 @@ starts and ends. A single chain is the batch of one. These functions take valida
 arrays; `scanalg.crf` and `scanalg.hmm` check their arguments and call them.
 """
 
-import functools
-import inspect
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -57,66 +53,6 @@ class ChainLayout(NamedTuple):
     segment: Int[Array, " N"]
     last: Int[Array, " B"]
     single: bool
-
-
-def check_lengths(lengths, num_steps: int, name: str = "unaries") -> Array:
-    """Check `lengths` against `num_steps` packed steps: the shape at trace time, the
-    values at trace time when concrete (`ValueError` with both numbers), else with
-    `equinox.error_if`. Returns them as int32."""
-    if isinstance(lengths, list | tuple):
-        lengths = np.asarray(lengths)
-    shape = jnp.shape(lengths)
-    if len(shape) != 1 or shape[0] < 1:
-        raise ValueError(
-            f"`lengths` must be a 1-D array of the B >= 1 sequence lengths, got shape {shape}."
-        )
-    if not jnp.issubdtype(jnp.result_type(lengths), jnp.integer):
-        raise TypeError(f"`lengths` must hold integers, got dtype {jnp.result_type(lengths)}.")
-    if not isinstance(lengths, jax.core.Tracer):
-        concrete = np.asarray(lengths)
-        if int(concrete.sum()) != num_steps:
-            raise ValueError(
-                f"`lengths` sum to {int(concrete.sum())}, but `{name}` has {num_steps} time "
-                "steps; the sequences must be packed one after another with no gaps."
-            )
-        if np.any(concrete < 1):
-            raise ValueError(
-                f"Every sequence needs at least one time step; `lengths` has {concrete.min()}."
-            )
-        return jnp.asarray(concrete, jnp.int32)
-    lengths = jnp.asarray(lengths, jnp.int32)
-    lengths = eqx.error_if(
-        lengths,
-        jnp.sum(lengths) != num_steps,
-        f"`lengths` do not sum to the {num_steps} time steps of `{name}`.",
-    )
-    return eqx.error_if(lengths, jnp.any(lengths < 1), "`lengths` has a length below one.")
-
-
-def jit_checking_lengths(num_steps: Callable[[dict[str, Any]], tuple[int, str]]) -> Callable:
-    """A decorator: `equinox.filter_jit` of a function with a `lengths=` argument that
-    checks a concrete `lengths` against the data *before* tracing (a `ValueError`
-    naming both numbers; under an outer `jit`, an `equinox.error_if`).
-
-    `num_steps(arguments)` gives the number of packed steps and the name of the
-    argument they come from, from the bound arguments of a call."""
-
-    def decorate(fn):
-        jitted = eqx.filter_jit(fn)
-        signature = inspect.signature(fn)
-
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            bound = signature.bind(*args, **kwargs)
-            lengths = bound.arguments.get("lengths")
-            if lengths is not None:
-                steps, name = num_steps(bound.arguments)
-                bound.arguments["lengths"] = check_lengths(lengths, steps, name)
-            return jitted(*bound.args, **bound.kwargs)
-
-        return wrapper
-
-    return decorate
 
 
 def chain_layout(lengths: Int[Array, " B"] | None, num_steps: int) -> ChainLayout:

@@ -131,6 +131,8 @@ class ChainMessages(AbstractMonoid):
             prepared = semiring.prepare_scores(jnp.asarray(potentials))
         self.prepared = prepared
 
+    lifts: ClassVar[bool] = True
+
     @property
     def action_direction(self) -> ActionDirection:
         return "reverse" if self.reverse else "forward"

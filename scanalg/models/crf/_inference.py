@@ -29,6 +29,7 @@ is $-\infty$, `marginals` are zero, `entropy` is zero, best scores are $-\infty$
 paths and samples are valid state indices without meaning. Nothing is NaN.
 """
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import equinox as eqx
@@ -36,8 +37,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray, Scalar
 
-from ..._methods import AbstractScanMethod
-from ..._validate import float_dtype
+from ..._methods import AbstractScanMethod, as_method
+from ..._segments import Segments
+from ..._validate import checks_arguments, float_dtype, positive_count
 from ...semirings import (
     AbstractSemiring,
     ChainLayout,
@@ -51,7 +53,6 @@ from ...semirings import (
     chain_marginals,
     chain_sample,
     chain_sum,
-    jit_checking_lengths,
 )
 
 _Potentials = (
@@ -82,66 +83,76 @@ class CRFPaths(NamedTuple):
 # --------------------------------------------------------------------------------------
 
 
-def _validate(potentials, unaries):
-    """Check shapes (trace time) and values (`error_if`); cast to one float dtype.
-    Returns `(unaries, potentials)` with unaries `(T, K)`."""
-    psi = jnp.asarray(potentials)
-    if psi.ndim not in (2, 3) or psi.shape[-1] != psi.shape[-2] or psi.shape[-1] < 1:
+def _check_shapes(potentials, unaries) -> int:
+    """`ValueError` for arrays of the wrong shapes, naming the argument; returns $T$."""
+    psi = jnp.shape(potentials)
+    if len(psi) not in (2, 3) or psi[-1] != psi[-2] or psi[-1] < 1:
         raise ValueError(
             "`potentials` must have shape (T-1, K, K) (time-varying log-potentials) or "
-            f"(K, K) (the same at every step), with K >= 1; got shape {psi.shape}."
+            f"(K, K) (the same at every step), with K >= 1; got shape {psi}."
         )
-    k = psi.shape[-1]
+    k = psi[-1]
     if unaries is None:
-        if psi.ndim == 2:
+        if len(psi) == 2:
             raise ValueError(
                 "`unaries` of shape (T, K) are needed with (K, K) `potentials` (they give "
                 "the length T)."
             )
-        u = jnp.zeros((psi.shape[0] + 1, k), psi.dtype)
+        return psi[0] + 1
+    u = jnp.shape(unaries)
+    if len(u) != 2 or u[0] < 1 or u[1] != k:
+        raise ValueError(
+            f"`unaries` must have shape (T, K) = (T, {k}) with T >= 1 to match "
+            f"`potentials` of shape {psi}; got shape {u}."
+        )
+    if len(psi) == 3 and psi[0] != u[0] - 1:
+        raise ValueError(
+            f"Time-varying `potentials` must have shape (T-1, K, K) = "
+            f"({u[0] - 1}, {k}, {k}) for `unaries` of shape {u}; got shape {psi}."
+        )
+    return u[0]
+
+
+def _check_arguments(arguments: dict) -> None:
+    """Before tracing: shapes (`ValueError` naming the argument), `lengths` against the
+    data (`Segments.check`), `method`, `semiring`, `by` and the counts `k` and
+    `num_samples`."""
+    t = _check_shapes(arguments["potentials"], arguments["unaries"])
+    arguments["lengths"] = Segments.check(arguments.get("lengths"), t)
+    as_method(arguments["method"])
+    for count in ("num_samples", "k"):
+        if arguments.get(count) is not None:
+            arguments[count] = positive_count(arguments[count], count)
+    if "semiring" in arguments and not isinstance(arguments["semiring"], AbstractSemiring):
+        semiring = arguments["semiring"]
+        raise TypeError(
+            "`semiring` must be an instance of scanalg.semirings.AbstractSemiring (e.g. "
+            f"Log(), Max(), KMax(4), Entropy()), got {type(semiring).__name__}: {semiring!r}."
+        )
+    if arguments.get("by", "grad") not in ("backward", "grad"):
+        raise ValueError(f"`by` must be 'backward' or 'grad', got {arguments['by']!r}.")
+
+
+def _jit(fn: Callable) -> Callable:
+    """`equinox.filter_jit`, after `_check_arguments`."""
+    return checks_arguments(_check_arguments)(eqx.filter_jit(fn))
+
+
+def _prepare(potentials, unaries, lengths) -> tuple[Array, Array, ChainLayout]:
+    """Check values (`error_if`; the shapes were checked before tracing) and cast to one
+    float dtype: `(unaries, potentials, layout)`, unaries `(T, K)`."""
+    psi = jnp.asarray(potentials)
+    if unaries is None:
+        u = jnp.zeros((psi.shape[0] + 1, psi.shape[-1]), psi.dtype)
     else:
         u = jnp.asarray(unaries)
-        if u.ndim != 2 or u.shape[0] < 1 or u.shape[1] != k:
-            raise ValueError(
-                f"`unaries` must have shape (T, K) = (T, {k}) with T >= 1 to match "
-                f"`potentials` of shape {psi.shape}; got shape {u.shape}."
-            )
-        if psi.ndim == 3 and psi.shape[0] != u.shape[0] - 1:
-            raise ValueError(
-                f"Time-varying `potentials` must have shape (T-1, K, K) = "
-                f"({u.shape[0] - 1}, {k}, {k}) for `unaries` of shape {u.shape}; got shape "
-                f"{psi.shape}."
-            )
     dtype = float_dtype(psi, u, family="CRF")
     psi, u = psi.astype(dtype), u.astype(dtype)
     bad_psi = jnp.any(jnp.isnan(psi) | (psi == jnp.inf))
     bad_u = jnp.any(jnp.isnan(u) | (u == jnp.inf))
     u = eqx.error_if(u, bad_psi, "`potentials` contains NaN or +inf.")
     u = eqx.error_if(u, bad_u, "`unaries` contains NaN or +inf.")
-    return u, psi
-
-
-def _check_method(method) -> None:
-    if not isinstance(method, str | AbstractScanMethod):
-        raise TypeError(
-            f"`method` must be a method name or an AbstractScanMethod instance, got {method!r}."
-        )
-
-
-def _prepare(potentials, unaries, lengths, method) -> tuple[Array, Array, ChainLayout]:
-    _check_method(method)
-    u, psi = _validate(potentials, unaries)
     return u, psi, chain_layout(lengths, u.shape[0])
-
-
-def _num_steps(arguments: dict) -> tuple[int, str]:
-    if arguments.get("unaries") is not None:
-        return jnp.shape(arguments["unaries"])[0], "unaries"
-    shape = jnp.shape(arguments["potentials"])
-    return (shape[0] + 1 if len(shape) == 3 else -1), "potentials"
-
-
-_jit = jit_checking_lengths(_num_steps)
 
 
 def _single(layout: ChainLayout, x):
@@ -182,12 +193,7 @@ def path_sum(
 
     The sum, shape `semiring.value_shape` (with a leading `(B,)` for a ragged batch).
     """
-    if not isinstance(semiring, AbstractSemiring):
-        raise TypeError(
-            "`semiring` must be an instance of scanalg.semirings.AbstractSemiring (e.g. "
-            f"Log(), Max(), KMax(4), Entropy()), got {type(semiring).__name__}: {semiring!r}."
-        )
-    u, psi, layout = _prepare(potentials, unaries, lengths, method)
+    u, psi, layout = _prepare(potentials, unaries, lengths)
     return _single(layout, chain_sum(semiring, u, psi, layout, method))
 
 
@@ -210,7 +216,7 @@ def log_partition(
 
     $\log Z$, a scalar (shape `(B,)` for a ragged batch).
     """
-    u, psi, layout = _prepare(potentials, unaries, lengths, method)
+    u, psi, layout = _prepare(potentials, unaries, lengths)
     return _single(layout, chain_sum(Log(), u, psi, layout, method))
 
 
@@ -234,7 +240,7 @@ def entropy(
 
     $H$ in nats, a scalar (shape `(B,)` for a ragged batch).
     """
-    u, psi, layout = _prepare(potentials, unaries, lengths, method)
+    u, psi, layout = _prepare(potentials, unaries, lengths)
     return _single(layout, chain_sum(Entropy(), u, psi, layout, method)[:, 1])
 
 
@@ -245,17 +251,19 @@ def marginals(
     *,
     lengths: Int[Array, " num_sequences"] | None = None,
     method: _Method = "auto",
-    by: str = "backward",
+    by: str = "grad",
 ) -> ChainMarginals:
     r"""Unary and pairwise marginal probabilities,
     $p(z_t = k)$ and $p(z_t = i, z_{t+1} = j)$.
 
     Two exact routes, which agree to rounding:
 
-    - `by="backward"` (default): a forward and an explicit backward scan of
+    - `by="grad"` (default): the gradient of $\sum_b \log Z_b$ with respect to
+      `unaries` and `potentials` (`jax.grad` through the forward scan; the faster
+      route, measured, since the forward scan of fixed potentials runs in
+      probability space on `Sequential`).
+    - `by="backward"`: a forward and an explicit backward scan of
       `scanalg.semirings.ChainMessages` (`scanalg.semirings.chain_marginals`).
-    - `by="grad"`: the gradient of $\sum_b \log Z_b$ with respect to `unaries` and
-      `potentials` (`jax.grad` through the forward scan).
 
     **Arguments:** as for `log_partition`, and `by`.
 
@@ -266,9 +274,7 @@ def marginals(
     sequences), or the expected transition counts, summed over steps (and sequences),
     `(K, K)`, for fixed ones.
     """
-    if by not in ("backward", "grad"):
-        raise ValueError(f"`by` must be 'backward' or 'grad', got {by!r}.")
-    u, psi, layout = _prepare(potentials, unaries, lengths, method)
+    u, psi, layout = _prepare(potentials, unaries, lengths)
     if by == "backward":
         return chain_marginals(u, psi, layout, method)
 
@@ -302,7 +308,7 @@ def argmax(
     `CRFPaths(scores, paths)`: the best score (shape `()`, or `(B,)`) and the path
     (shape `(T,)`).
     """
-    u, psi, layout = _prepare(potentials, unaries, lengths, method)
+    u, psi, layout = _prepare(potentials, unaries, lengths)
     best = chain_best(Max(), u, psi, layout, method)
     return CRFPaths(_single(layout, best.scores[:, 0]), best.paths[0])
 
@@ -332,9 +338,7 @@ def kbest(
     `CRFPaths(scores, paths)`: scores of shape `(k,)` (or `(B, k)`), paths of shape
     `(k, T)`.
     """
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"`k` must be an int >= 1, got {k!r}.")
-    u, psi, layout = _prepare(potentials, unaries, lengths, method)
+    u, psi, layout = _prepare(potentials, unaries, lengths)
     best = chain_best(KMax(k), u, psi, layout, method)
     return CRFPaths(_single(layout, best.scores), best.paths)
 
@@ -367,10 +371,6 @@ def sample(
 
     Integer paths of shape `(T,)`, or `(num_samples, T)`.
     """
-    if num_samples is not None and (
-        isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1
-    ):
-        raise ValueError(f"`num_samples` must be None or an int >= 1, got {num_samples!r}.")
-    u, psi, layout = _prepare(potentials, unaries, lengths, method)
+    u, psi, layout = _prepare(potentials, unaries, lengths)
     paths = chain_sample(key, u, psi, layout, num_samples or 1, method)
     return paths[0] if num_samples is None else paths

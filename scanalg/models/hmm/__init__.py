@@ -17,9 +17,13 @@ from ._inference import (
     hmm_smoother as hmm_smoother,
 )
 from ._monoids import (
+    AbstractHMMBackward as AbstractHMMBackward,
+    AbstractLogMatrixMonoid as AbstractLogMatrixMonoid,
     Evidence as Evidence,
     HMMBackward as HMMBackward,
     HMMForward as HMMForward,
+    HMMLogBackward as HMMLogBackward,
+    HMMLogForward as HMMLogForward,
     LogMatrix as LogMatrix,
     MaxPlus as MaxPlus,
     ScaledMatrix as ScaledMatrix,

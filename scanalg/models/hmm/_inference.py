@@ -16,23 +16,23 @@ entries at the last step of each sequence unused), and every sequence gets exact
 own answer from one scan per pass (`scanalg._segments.Segments`). Each pass is written
 once, over packed sequences: a single sequence is the batch of one.
 
-**Numerics.** Filtered probabilities are normalised at every step; products of many
-steps (parallel and blocked methods) keep a log-scale per row (see
-`scanalg.hmm.HMMForward`), so no product underflows; the smoother carries
-probabilities back through Markov kernels (`scanalg.hmm.HMMBackward`), whose
-entries never leave $[0, 1]$. Nothing is clamped: structural zeros in the matrices
-and $-\infty$ log-likelihoods are exact. The marginal log-likelihood is the
-accurate sum of the per-step log-normalisers $\log p(y_t \mid y_{1:t-1})$ (a tree,
-or a double-word segmented scan), accurate in float32 for very long sequences.
-
-*Dynamic range.* Probabilities are stored as numbers, not logarithms (that is what
-makes the sequential filter cost one matrix-vector product per step). A state whose
-probability relative to the most likely one falls below the dtype's range (about
-$e^{-708}$ in float64, $e^{-87}$ in float32) is stored as zero; if later
-observations favour it by that much again (log-likelihood differences of hundreds of
-nats that contradict the model), the result is finite but no longer exact. Samples
-never contain a transition of prior probability zero. Viterbi works in log space
-and is not affected.
+**Numerics.** Exact at any dynamic range, in one of two forms chosen per call
+(`scanalg.models.hmm._forms`): when every transition probability in use is far from
+zero (at least $K\sqrt{\text{tiny}/\epsilon}$: $10^{-15}K$ in float32), every
+state keeps a share of the mass after each move and probabilities can be stored as
+numbers: filtered probabilities normalised at every step, products of many steps
+(parallel and blocked methods) with a log-scale per row (`scanalg.hmm.HMMForward`),
+smoothing through Markov kernels (`scanalg.hmm.HMMBackward`). Otherwise (sparse or
+left-to-right chains) a state's probability may fall below the float range and matter
+again later, so everything is carried as logarithms (`scanalg.hmm.HMMLogForward`,
+`scanalg.hmm.HMMLogBackward`), at the price of $K^2$ exponentials per step ($K^3$ per
+product of two elements). The choice is made before tracing when the transition
+matrix is concrete, else by a `lax.cond`. Nothing is clamped: structural zeros in the
+matrices and $-\infty$ log-likelihoods are exact. The marginal log-likelihood is the
+accurate sum of the per-step log-normalisers $\log p(y_t \mid y_{1:t-1})$ (each
+computed without rounding bias, then summed by a tree or a double-word segmented scan),
+so a float32 filter over a million steps keeps its digits. Samples never contain a
+transition of prior probability zero. Viterbi works in log space.
 
 **Impossible observations.** If at some step $s$ every state has probability zero,
 `marginal_loglik` is $-\infty$. Filtered and predicted probabilities are the usual
@@ -44,6 +44,7 @@ carry no meaning. Nothing is NaN. In a ragged batch all this holds for the seque
 concerned alone.
 """
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -52,27 +53,26 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Scalar
 
-from ..._methods import AbstractScanMethod, as_method
+from ..._methods import AbstractScanMethod
 from ..._numerics import (
     finite_or_zero,
     inverse_cdf,
     inverse_cdf_rows,
     safe_log,
-    straight_through_one,
 )
 from ..._scan import scan
-from ..._segments import Segments, checking_lengths
-from ..._validate import distribution_problem, float_dtype, positive_count
+from ..._segments import Segments
+from ..._validate import checks_arguments, distribution_problem, float_dtype, positive_count
 from ...monoids import FiniteFunction
-from ._monoids import (
-    Evidence,
-    HMMBackward,
-    HMMForward,
-    LogMatrix,
-    MaxPlus,
-    ScaledMatrix,
-    filter_readout,
+from ._forms import (
+    AbstractForm,
+    LogProbabilities,
+    Model,
+    Probabilities,
+    dense,
+    exact_or_fast,
 )
+from ._monoids import LogMatrix, MaxPlus
 
 _Transitions = (
     Float[ArrayLike, "num_states num_states"]
@@ -174,28 +174,26 @@ class RaggedHMMPosterior(NamedTuple):
 # --------------------------------------------------------------------------------------
 
 
-class _Model(NamedTuple):
-    pi: Array  # (K,)
-    a: Array  # (K, K) or (N-1, K, K)
-    ll: Array  # (N, K)
-    segs: Segments
-
-    @property
-    def time_varying(self) -> bool:
-        return self.a.ndim == 3
-
-    @property
-    def num_states(self) -> int:
-        return self.ll.shape[1]
+def _check_arguments(arguments: dict) -> None:
+    """A `ValueError` at trace time for arrays of the wrong shapes, naming the argument;
+    `lengths` checked against the data (`Segments.check`: concrete lengths at once);
+    `num_samples` and `k` whole numbers >= 1."""
+    t = _check_shapes(*(arguments[name] for name in _ARRAYS))
+    arguments["lengths"] = Segments.check(arguments.get("lengths"), t)
+    for count in ("num_samples", "k"):
+        if arguments.get(count) is not None:
+            arguments[count] = positive_count(arguments[count], count)
 
 
-def _check_arguments(args: dict[str, Any]) -> None:
-    """`ValueError` at trace time for arrays of the wrong shapes, naming the argument
-    (before any runtime type checker sees them); `num_samples` made a Python `int`
-    (before `jit` would trace a NumPy integer)."""
-    if args.get("num_samples") is not None:
-        args["num_samples"] = positive_count(args["num_samples"], "num_samples")
-    pi, a, ll = (jnp.shape(args[name]) for name in _ARRAYS)
+checked = checks_arguments(_check_arguments)
+
+
+_ARRAYS = ("initial_probs", "transition_matrix", "log_likelihoods")
+
+
+def _check_shapes(initial_probs, transition_matrix, log_likelihoods) -> int:
+    """`ValueError` for arrays of the wrong shapes, naming the argument; returns $T$."""
+    pi, a, ll = (jnp.shape(x) for x in (initial_probs, transition_matrix, log_likelihoods))
     if len(ll) != 2 or ll[0] < 1:
         raise ValueError(
             "`log_likelihoods` must have shape (T, K) = (num_timesteps, num_states) with "
@@ -218,14 +216,31 @@ def _check_arguments(args: dict[str, Any]) -> None:
             f"`transition_matrix` must have shape (K, K) = ({k}, {k}) or (T-1, K, K) = "
             f"({t - 1}, {k}, {k}); got shape {a}."
         )
+    return t
 
 
-_ARRAYS = ("initial_probs", "transition_matrix", "log_likelihoods")
+def _exact(transition_matrix, lengths, num_timesteps: int) -> bool | None:
+    """The numerical form, chosen before tracing when the transition matrix (and
+    `lengths`) are concrete, so that only that one is compiled; `None` (chosen at run
+    time) under an outer transformation."""
+    if any(isinstance(x, jax.core.Tracer) for x in (transition_matrix, lengths)):
+        return None
+    if not jnp.issubdtype(jnp.result_type(transition_matrix), jnp.inexact):
+        return None
+    return not bool(_dense_now(jnp.asarray(transition_matrix), lengths, num_timesteps))
 
 
-def _model(initial_probs, transition_matrix, log_likelihoods, lengths) -> _Model:
+@functools.partial(jax.jit, static_argnums=2)
+def _dense_now(a, lengths, num_timesteps):
+    """`dense` of a concrete model, before tracing the pass."""
+    pi = jnp.zeros(a.shape[-1], a.dtype)
+    ll = jnp.zeros((num_timesteps, a.shape[-1]), a.dtype)
+    return dense(Model(pi, a, ll, Segments(lengths, num_timesteps)))
+
+
+def validated_model(initial_probs, transition_matrix, log_likelihoods, lengths) -> Model:
     """Check values (with `error_if`; the shapes are checked before tracing by
-    `_check_arguments`) and cast to one dtype."""
+    `checked`) and cast to one dtype."""
     pi = jnp.asarray(initial_probs)
     a = jnp.asarray(transition_matrix)
     ll = jnp.asarray(log_likelihoods)
@@ -244,7 +259,7 @@ def _model(initial_probs, transition_matrix, log_likelihoods, lengths) -> _Model
     ]
     for bad, message in checks:
         pi = eqx.error_if(pi, bad, message)
-    return _Model(pi, a, ll, Segments(lengths, ll.shape[0]))
+    return Model(pi, a, ll, Segments(lengths, ll.shape[0]))
 
 
 # --------------------------------------------------------------------------------------
@@ -256,90 +271,35 @@ class _Filtered(NamedTuple):
     loglik: Array  # (B,)
     filtered: Array  # (N, K)
     predicted: Array  # (N, K)
+    kernel: Array  # (N, K): what the backward kernels are built from
 
 
-def _moves(model: _Model, lik):
-    """The forward monoid and its $N - 1$ inputs (move $t$: condition on step $t$, then
-    go to $t + 1$), from per-step log-likelihoods `lik` (an array or `Evidence`)."""
-    first = jax.tree.map(lambda x: x[:-1], lik)
-    if model.time_varying:
-        return HMMForward(), ScaledMatrix(model.a, first)
-    return HMMForward(model.a), first
-
-
-def _dense(model: _Model) -> Array:
-    """Whether every transition probability that is used is far from zero: then every
-    prediction after a sequence's first step has full support (see `_forward`)."""
-    a = model.a
-    flags = model.segs.end_flags()
-    if model.time_varying and flags is not None:  # (the moves out of a sequence are unused)
-        a = jnp.where(flags[:, None, None], 1, a)
-    info = jnp.finfo(a.dtype)
-    return jax.lax.stop_gradient(jnp.min(a, initial=1) > info.tiny / info.eps)
-
-
-def _forward(model: _Model, method) -> _Filtered:
+def _forward(form: AbstractForm, method) -> _Filtered:
     r"""Forward filter: per-sequence log-likelihoods, filtered and predicted probabilities.
 
     One forward scan with initial state $\pi$, restarted at every sequence's first step:
     the state before step $t$ is the prediction $p_t = p(z_t \mid y_{\text{start}:t-1})$.
     The loop stores only the predictions; the filtered $f_t$ and the log-normalisers
-    $m_t + \log(q_t \cdot A_t\mathbf{1})$, $q_t = p_t \odot e^{\ell_t - m_t}$, are read
-    out of all of them at once afterwards (`filter_readout` under `vmap`: every extra
-    kernel in the loop body costs more than the whole vectorised pass).
-    $A_t\mathbf{1} = \mathbf{1}$ for a stochastic matrix; keeping the moved mass makes
-    the log-likelihood the exact path sum for any nonnegative input, so its gradient is
-    the path sum's. The last step of each sequence moves nothing (its row sums are taken
-    as ones). The per-sequence sums of the log-normalisers are accurate
-    (`Segments.sum`).
+    $\log(q_t \cdot A_t\mathbf{1})$, $q_t = p_t \odot e^{\ell_t}$, are read out of all of
+    them at once afterwards (`filter_readout` under `vmap`: every extra kernel in the
+    loop body costs more than the whole vectorised pass), and summed accurately per
+    sequence (`Segments.sum`). $A_t\mathbf{1} = \mathbf{1}$ for a stochastic matrix
+    (taken as ones with their gradient, so that the log-likelihood's gradient is the path
+    sum's for any nonnegative input); the last step of each sequence moves nothing.
 
-    Inside the loop, when every used $A_t$ has no zero entries (above the dtype's
-    smallest normal number over its epsilon), every prediction after a sequence's first
-    step has full support, and the shift can be the largest $\ell_t$ over all states
-    (over the support of $\pi$ at a first step), with the exponentials computed before
-    the loop (`Evidence`): the fast path. Otherwise the shift is the largest $\ell_t$ on
-    the support of $p_t$, found in the loop (exact for structural zeros). The choice is
-    a `lax.cond` around the loop alone (under `vmap` over the matrices, both run), made
-    only for methods that do not combine elements when scanning with an initial state
-    (the sequential method): the others spend their time in `combine`, where the two
-    paths do the same work, and compile once instead of twice. The readout always uses
-    the support shift $m_t$ (exact in both cases).
+    With probabilities and a method that only acts (sequential), the loop shifts each
+    step by the largest $\ell_t$ over all states (over the support of $\pi$ at a first
+    step), with the exponentials computed before the loop (`Evidence`): exact because
+    the form is used only for dense models, whose predictions have full support.
     """
-    pi, a, ll, segs = model.pi, model.a, model.ll, model.segs
-    monoid, moves = _moves(model, ll)
-    resolved = as_method(method).resolve(monoid, moves, pi)
-
-    def predictions(fast: bool):
-        if fast:  # at a sequence's first step the state is pi: shift over its support
-            support = jnp.where(segs.starts[:, None], pi > 0, True)
-            lik = Evidence.of(ll, support)
-        else:
-            lik = ll
-        return segs.scan_forward(*_moves(model, lik), init=pi, method=resolved)
-
-    if not resolved.combines_with_init:
-        # (Only the loop inside the `cond`: the branch then writes the predictions
-        # straight into the output, and the exponentials are a temporary of the fast
-        # branch alone; around the readout too, the `cond` doubled the peak memory.)
-        predicted = jax.lax.cond(
-            _dense(model), lambda: predictions(True), lambda: predictions(False)
-        )
-    else:  # (parallel and blocked scans spend their time in `combine`: one branch
-        # halves their compile time)
-        predicted = predictions(False)
-    # The mass that moves on from each step: the row sums of its matrix, and ones at the
-    # last step of every sequence.
-    row_sums = straight_through_one(jnp.sum(a, axis=-1))
-    if model.time_varying:
-        row_sums = jnp.concatenate([row_sums, jnp.ones_like(pi)[None]])
-    row_sums = jnp.where(segs.ends[:, None], jnp.ones_like(pi), row_sums)
-    out = jax.vmap(filter_readout)(predicted, row_sums, ll)
-    loglik = segs.sum(out.log_normaliser, method=method)
-    return _Filtered(loglik, out.filtered, predicted)
+    model = form.model
+    out = form.readout(form.predictions(method))
+    loglik = model.segs.sum(out.log_normaliser, method=method)
+    return _Filtered(loglik, out.filtered, out.predicted, out.kernel)
 
 
-def _kernel_inputs(model: _Model, forward: _Filtered) -> Array:
-    """The filtered probabilities the backward passes build their kernels from.
+def _isolated(form: AbstractForm, forward: _Filtered) -> Array:
+    """The kernel inputs, isolated per sequence.
 
     In a batch, a sequence with an impossible observation has zero vectors from there
     on; its kernels are built from uniform vectors instead (its own results are zero
@@ -347,14 +307,23 @@ def _kernel_inputs(model: _Model, forward: _Filtered) -> Array:
     (products of kernels would carry it across the restarts). A single sequence needs
     no such isolation.
     """
-    if model.segs.single:
-        return forward.filtered
-    impossible = model.segs.per_step(jnp.isneginf(forward.loglik))
-    uniform = jnp.full_like(model.pi, 1 / model.num_states)
-    return jnp.where(impossible[:, None], uniform, forward.filtered)
+    segs = form.model.segs
+    if segs.single:
+        return forward.kernel
+    impossible = segs.per_step(jnp.isneginf(forward.loglik))
+    return jnp.where(impossible[:, None], form.uniform(), forward.kernel)
 
 
-def _smoothed(model: _Model, forward: _Filtered, method) -> Array:
+def _zero_where_impossible(form: AbstractForm, forward: _Filtered, x: Array) -> Array:
+    """`x` (leading axis $N$ or $N - 1$) zeroed in sequences with an impossible step (a
+    single sequence's backward pass gives zeros there by itself: see `_isolated`)."""
+    if form.model.segs.single:
+        return x
+    impossible = form.model.segs.per_step(jnp.isneginf(forward.loglik))[: x.shape[0]]
+    return jnp.where(impossible.reshape(-1, *[1] * (x.ndim - 1)), jnp.zeros_like(x), x)
+
+
+def _smoothed(form: AbstractForm, forward: _Filtered, method) -> Array:
     r"""Smoothed marginals by the backward kernels (the RTS form),
     $p(z_t \mid y) = B_t\, p(z_{t+1} \mid y)$, packed `(N, K)`.
 
@@ -362,59 +331,47 @@ def _smoothed(model: _Model, forward: _Filtered, method) -> Array:
     move out of each sequence's last step is the constant map to that step's filtered
     (= smoothed) distribution, so the scan restarts there by itself.
     """
-    segs = model.segs
-    f = _kernel_inputs(model, forward)
-    restart = segs.end_flags()
-    moves = (f[:-1], model.a) if model.time_varying else f[:-1]
+    model = form.model
+    kernel = _isolated(form, forward)
+    restart = model.segs.end_flags()
+    moves = (kernel[:-1], form.matrix) if model.time_varying else kernel[:-1]
     if restart is not None:
         moves = (moves, restart)
-    monoid = HMMBackward(None if model.time_varying else model.a, restarts=restart is not None)
-    earlier = scan(monoid, moves, init=f[-1], reverse=True, method=method)
-    smoothed = jnp.concatenate([earlier, f[-1:]], axis=0)
-    impossible = segs.per_step(jnp.isneginf(forward.loglik))
-    return jnp.where(impossible[:, None], jnp.zeros_like(smoothed), smoothed)
+    last = form.probabilities(kernel[-1])
+    monoid = form.backward_monoid(restarts=restart is not None)
+    earlier = scan(monoid, moves, init=last, reverse=True, method=method)
+    smoothed = jnp.concatenate([earlier, last[None]], axis=0)
+    return _zero_where_impossible(form, forward, smoothed)
 
 
-def _kernel_weights(model: _Model, f: Array) -> tuple[Callable[[int], Array], Array]:
-    r"""`(row, total)` for the $N - 1$ moves: `row(i)`, shape `(N-1, K)`, holds
-    $f_t[i] A_t[i, j]$ over $j$ (never stored for all $i$ at once) and `total` its sum
-    over $i$, $(f_t A_t)_j$ (the columns of the backward kernels, unnormalised)."""
-    a, f = model.a, f[:-1]
-    if model.time_varying:
-        return (lambda i: f[:, i, None] * a[:, i, :]), jnp.einsum("ti,tij->tj", f, a)
-    return (lambda i: f[:, i, None] * a[i][None, :]), f @ a
-
-
-def _trans_probs(model: _Model, forward: _Filtered, smoothed: Array) -> Array:
+def _trans_probs(form: AbstractForm, forward: _Filtered, smoothed: Array) -> Array:
     r"""$p(z_t = i, z_{t+1} = j \mid y) = B_t[i, j]\, p(z_{t+1} = j \mid y)$: packed
     `(N-1, K, K)` (time-varying; zero across sequences), or summed over each sequence's
     moves, `(B, K, K)` (fixed)."""
-    f = _kernel_inputs(model, forward)
-    _, total = _kernel_weights(model, f)
+    model = form.model
+    kernel = _isolated(form, forward)
+    row, total = form.columns(kernel)
     ratio = smoothed[1:] / jnp.where(total > 0, total, 1)
     ratio = model.segs.restart_reverse(ratio, jnp.zeros_like(model.pi))
     if model.time_varying:
-        return f[:-1, :, None] * model.a * ratio[:, None, :]
-    return model.a[None] * model.segs.outer_sum(f[:-1], ratio)
+        return jnp.stack([row(i) * ratio for i in range(model.num_states)], axis=1)
+    return form.counts(kernel, row, ratio)
 
 
-def _sample(model: _Model, forward: _Filtered, u: Array, method) -> Array:
+def _sample(form: AbstractForm, forward: _Filtered, u: Array, method) -> Array:
     """One packed posterior path from uniforms `u` of shape `(N,)`: FFBS by composition."""
     # E_t(j): a draw of z_t given z_{t+1} = j from column j of the backward kernel,
     # weights filtered_t[i] A_t[i, j], column total (filtered_t A_t)_j. A column that
     # is all zero (z_{t+1} = j impossible given y_{1:t}: reached only after an
-    # impossible step, or when float underflow made successive filtered distributions
-    # disagree) falls back to the prior weights A_t[i, j], so a path always has
+    # impossible step) falls back to the prior weights A_t[i, j], so a path always has
     # positive prior probability.
+    model = form.model
     segs, a, k = model.segs, model.a, model.num_states
-    row, total = _kernel_weights(model, forward.filtered)
+    row, total = form.columns(forward.kernel)
     dead = total <= 0
 
-    def prior(i):
-        return a[:, i, :] if model.time_varying else a[i][None, :]
-
     def weights(i):
-        return jnp.where(dead, prior(i), row(i))
+        return jnp.where(dead, model.row(a, i), row(i))
 
     prior_total = jnp.sum(a, axis=-2)
     table = inverse_cdf_rows(weights, k, jnp.where(dead, prior_total, total), u[:-1])
@@ -426,7 +383,7 @@ def _sample(model: _Model, forward: _Filtered, u: Array, method) -> Array:
     return jnp.concatenate([earlier, lasts[-1:]])
 
 
-def _mode(model: _Model, method) -> Array:
+def _mode(model: Model, method) -> Array:
     """The packed Viterbi path."""
     segs, ll = model.segs, model.ll
     log_a = safe_log(model.a)
@@ -437,18 +394,98 @@ def _mode(model: _Model, method) -> Array:
     log_pi = safe_log(model.pi)
     init = log_pi - finite_or_zero(jnp.max(log_pi))
     scores = segs.scan_forward(monoid, moves, init=init, method=method) + ll
-    pointers = _best_predecessors(scores[:-1], log_a)
+    pointers = _best_predecessors(model, scores[:-1], log_a)
     lasts = jnp.argmax(scores[segs.last], axis=-1).astype(jnp.int32)
     pointers = segs.restart_reverse(pointers, segs.per_step(lasts)[:-1, None])
     earlier = scan(FiniteFunction(), pointers, init=lasts[-1], reverse=True, method=method)
     return jnp.concatenate([earlier, lasts[-1:]])
 
 
-def _best_predecessors(scores: Array, log_a: Array) -> Array:
+def _best_predecessors(model: Model, scores: Array, log_a: Array) -> Array:
     r"""$\psi_t[j] = \arg\max_i \delta_t[i] + \log A_t[i, j]$ (ties to the smallest $i$),
-    shape `(N-1, K)`."""
-    log_a = log_a if log_a.ndim == 3 else log_a[None]
-    return jnp.argmax(scores[:, :, None] + log_a, axis=-2).astype(jnp.int32)
+    shape `(N-1, K)`: a loop over $i$ with `(N-1, K)` temporaries (the `(N-1, K, K)`
+    candidates at once would not fit at a million steps)."""
+
+    def body(i, carry):
+        best, arg = carry
+        row = jax.lax.dynamic_index_in_dim(log_a, i, axis=log_a.ndim - 2, keepdims=False)
+        candidate = jax.lax.dynamic_index_in_dim(scores, i, axis=1) + jnp.reshape(
+            row, (-1, row.shape[-1])
+        )
+        better = candidate > best
+        return jnp.where(better, candidate, best), jnp.where(better, i, arg)
+
+    start = (jnp.full_like(scores, -jnp.inf), jnp.zeros(scores.shape, jnp.int32))
+    return jax.lax.fori_loop(0, model.num_states, body, start)[1]
+
+
+# --------------------------------------------------------------------------------------
+# Compiled entry points.
+# --------------------------------------------------------------------------------------
+
+
+def _with_form(model: Model, exact: bool | None, body: Callable[[AbstractForm], Any]) -> Any:
+    """`body(form)` in the form chosen before tracing, or at run time (`exact_or_fast`)
+    when the choice could not be made then (a traced transition matrix)."""
+    if exact is None:
+        return exact_or_fast(model, body)
+    return body(LogProbabilities(model) if exact else Probabilities(model))
+
+
+@eqx.filter_jit
+def _filter(pi, a, ll, lengths, exact, method):
+    model = validated_model(pi, a, ll, lengths)
+    out = _with_form(model, exact, lambda form: _forward(form, method))
+    if model.segs.single:
+        return HMMPosteriorFiltered(out.loglik[0], out.filtered, out.predicted)
+    return RaggedHMMPosteriorFiltered(out.loglik, out.filtered, out.predicted)
+
+
+@eqx.filter_jit
+def _smoother(pi, a, ll, lengths, exact, method):
+    model = validated_model(pi, a, ll, lengths)
+
+    def body(form: AbstractForm) -> RaggedHMMPosterior:
+        forward = _forward(form, method)
+        smoothed = _smoothed(form, forward, method)
+        return RaggedHMMPosterior(
+            marginal_loglik=forward.loglik,
+            filtered_probs=forward.filtered,
+            predicted_probs=forward.predicted,
+            smoothed_probs=smoothed,
+            initial_probs=smoothed[model.segs.first],
+            trans_probs=_trans_probs(form, forward, smoothed),
+        )
+
+    out = _with_form(model, exact, body)
+    if not model.segs.single:
+        return out
+    trans = out.trans_probs if model.time_varying else out.trans_probs[0]
+    return HMMPosterior(out.marginal_loglik[0], *out[1:4], out.initial_probs[0], trans_probs=trans)
+
+
+@eqx.filter_jit
+def _posterior_sample(key, pi, a, ll, lengths, exact, method, num_samples):
+    model = validated_model(pi, a, ll, lengths)
+    n = model.ll.shape[0]
+    shape = (n,) if num_samples is None else (num_samples, n)
+    u = jax.random.uniform(key, shape, model.ll.dtype)
+
+    def body(form: AbstractForm):
+        forward = _forward(form, method)
+
+        def sample(v):
+            return _sample(form, forward, v, method)
+
+        return forward.loglik, sample(u) if num_samples is None else jax.vmap(sample)(u)
+
+    loglik, states = _with_form(model, exact, body)
+    return (loglik[0] if model.segs.single else loglik), states
+
+
+@eqx.filter_jit
+def _posterior_mode(pi, a, ll, lengths, method):
+    return _mode(validated_model(pi, a, ll, lengths), method)
 
 
 # --------------------------------------------------------------------------------------
@@ -456,7 +493,7 @@ def _best_predecessors(scores: Array, log_a: Array) -> Array:
 # --------------------------------------------------------------------------------------
 
 
-@checking_lengths("log_likelihoods", _check_arguments)
+@checked
 def hmm_filter(
     initial_probs: Float[ArrayLike, " num_states"],
     transition_matrix: _Transitions,
@@ -493,14 +530,11 @@ def hmm_filter(
     `lengths`, `RaggedHMMPosteriorFiltered` (per-sequence `marginal_loglik` of shape
     `(B,)`, packed probabilities).
     """
-    model = _model(initial_probs, transition_matrix, log_likelihoods, lengths)
-    out = _forward(model, method)
-    if model.segs.single:
-        return HMMPosteriorFiltered(out.loglik[0], out.filtered, out.predicted)
-    return RaggedHMMPosteriorFiltered(*out)
+    exact = _exact(transition_matrix, lengths, jnp.shape(log_likelihoods)[0])
+    return _filter(initial_probs, transition_matrix, log_likelihoods, lengths, exact, method)
 
 
-@checking_lengths("log_likelihoods", _check_arguments)
+@checked
 def hmm_smoother(
     initial_probs: Float[ArrayLike, " num_states"],
     transition_matrix: _Transitions,
@@ -530,24 +564,11 @@ def hmm_smoother(
     probabilities (a time-varying `trans_probs` is zero at the moves between
     sequences).
     """
-    model = _model(initial_probs, transition_matrix, log_likelihoods, lengths)
-    forward = _forward(model, method)
-    smoothed = _smoothed(model, forward, method)
-    out = RaggedHMMPosterior(
-        marginal_loglik=forward.loglik,
-        filtered_probs=forward.filtered,
-        predicted_probs=forward.predicted,
-        smoothed_probs=smoothed,
-        initial_probs=smoothed[model.segs.first],
-        trans_probs=_trans_probs(model, forward, smoothed),
-    )
-    if not model.segs.single:
-        return out
-    trans = out.trans_probs if model.time_varying else out.trans_probs[0]
-    return HMMPosterior(out.marginal_loglik[0], *out[1:4], out.initial_probs[0], trans_probs=trans)
+    exact = _exact(transition_matrix, lengths, jnp.shape(log_likelihoods)[0])
+    return _smoother(initial_probs, transition_matrix, log_likelihoods, lengths, exact, method)
 
 
-@checking_lengths("log_likelihoods", _check_arguments)
+@checked
 def hmm_posterior_sample(
     key: PRNGKeyArray,
     initial_probs: Float[ArrayLike, " num_states"],
@@ -589,18 +610,13 @@ def hmm_posterior_sample(
     `(num_samples, T)`; with `lengths`, `marginal_loglik` has shape `(B,)` and the
     states are packed like the data.
     """
-    model = _model(initial_probs, transition_matrix, log_likelihoods, lengths)
-    forward = _forward(model, method)
-    loglik = forward.loglik[0] if model.segs.single else forward.loglik
-    n = model.ll.shape[0]
-    if num_samples is None:
-        u = jax.random.uniform(key, (n,), model.ll.dtype)
-        return loglik, _sample(model, forward, u, method)
-    u = jax.random.uniform(key, (num_samples, n), model.ll.dtype)
-    return loglik, jax.vmap(lambda v: _sample(model, forward, v, method))(u)
+    exact = _exact(transition_matrix, lengths, jnp.shape(log_likelihoods)[0])
+    return _posterior_sample(
+        key, initial_probs, transition_matrix, log_likelihoods, lengths, exact, method, num_samples
+    )
 
 
-@checking_lengths("log_likelihoods", _check_arguments)
+@checked
 def hmm_posterior_mode(
     initial_probs: Float[ArrayLike, " num_states"],
     transition_matrix: _Transitions,
@@ -625,5 +641,4 @@ def hmm_posterior_mode(
 
     The integer path, shape `(T,)` (with `lengths`, the paths packed like the data).
     """
-    model = _model(initial_probs, transition_matrix, log_likelihoods, lengths)
-    return _mode(model, method)
+    return _posterior_mode(initial_probs, transition_matrix, log_likelihoods, lengths, method)

@@ -15,6 +15,7 @@ entry is zero has log-scale $-\infty$; a state that is the zero vector stays zer
 input, and all gradients are NaN-free (log and exp are guarded with double `where`s).
 """
 
+import abc
 from typing import ClassVar, NamedTuple
 
 import equinox as eqx
@@ -27,6 +28,7 @@ from ..._numerics import (
     compensated_sum,
     finite_or_zero,
     log_compensated,
+    logsumexp,
     normalise,
     reduce_states,
     safe_log,
@@ -213,6 +215,45 @@ def filter_readout(
     return FilterReadout(filtered, log_normaliser)
 
 
+class LogFilterReadout(NamedTuple):
+    r"""What the exact filter reads out of a log-prediction $\log p$ (see
+    `log_filter_readout`).
+
+    **Fields:**
+
+    - `filtered`, `log_normaliser`: as in `FilterReadout`.
+    - `predicted`: $p / \lVert p \rVert_1$.
+    - `log_filtered`: $\log$ of `filtered`, exact where `filtered` underflows.
+    """
+
+    filtered: Float[Array, " K"]
+    predicted: Float[Array, " K"]
+    log_normaliser: Float[Array, ""]
+    log_filtered: Float[Array, " K"]
+
+
+def log_filter_readout(
+    log_state: Float[Array, " K"], row_sums: Float[Array, " K"], log_likelihood: Float[Array, " K"]
+) -> LogFilterReadout:
+    r"""`filter_readout` from the logarithm of the prediction (of `HMMLogForward`): the
+    same quantities, each sum relative to its own largest term and in double-word
+    arithmetic, plus the exact log filtered probabilities."""
+    u = log_state + log_likelihood
+    top = jax.lax.stop_gradient(finite_or_zero(jnp.max(u)))
+    weights = jnp.exp(u - top)
+    total = reduce_states(jnp.add, weights)
+    live = total > 0
+    filtered = weights / jnp.where(live, total, 1)
+    log_filtered = jnp.where(live, u - top - safe_log(jnp.where(live, total, 1)), -jnp.inf)
+    state_top = jax.lax.stop_gradient(finite_or_zero(jnp.max(log_state)))
+    state = jnp.exp(log_state - state_top)
+    mass = jax.lax.stop_gradient(compensated_sum(state))  # (see `filter_readout`)
+    predicted = state / jnp.where(mass[0] > 0, mass[0], 1)
+    log_normaliser = top - state_top + log_compensated(*compensated_sum(weights * row_sums))
+    log_normaliser = jnp.where(mass[0] > 0, log_normaliser - log_compensated(*mass), -jnp.inf)
+    return LogFilterReadout(filtered, predicted, log_normaliser, log_filtered)
+
+
 class HMMForward(AbstractMonoid):
     r"""The forward-filtering monoid of a hidden Markov model.
 
@@ -321,19 +362,34 @@ def backward_kernel(
     return weights / jnp.where(columns > 0, columns, 1)[None, :]
 
 
+def log_backward_weights(
+    log_filtered: Float[Array, "*t K"], log_transition_matrix: Float[Array, "*t K K"]
+) -> tuple[Float[Array, "*t K K"], Float[Array, "*t K"]]:
+    r"""The backward kernel from log-probabilities, exact at any dynamic range:
+    `(weights, columns)` with $B = $ `weights / columns` (columns broadcast), where
+    `weights`$[i, j] = e^{\log f_i + \log A_{ij} - M_j}$ and $M_j$ is the largest
+    exponent of column $j$ (so no column underflows as a whole); a column $j$ that is
+    impossible has zero weights and total."""
+    exponents = log_filtered[..., :, None] + log_transition_matrix
+    top = jax.lax.stop_gradient(finite_or_zero(jnp.max(exponents, axis=-2, keepdims=True)))
+    weights = jnp.exp(exponents - top)
+    return weights, jnp.sum(weights, axis=-2)
+
+
 def _normalise_columns(x: Array) -> Array:
     return normalise(x, axis=0)
 
 
-class HMMBackward(AbstractMonoid):
-    r"""The backward-smoothing monoid of a hidden Markov model: Markov kernels, backwards.
+class AbstractHMMBackward(AbstractMonoid):
+    r"""Markov kernels, backwards: the elements, product, identity and action shared by
+    `HMMBackward` and `HMMLogBackward`, which build the kernels from filtered
+    probabilities or from their logarithms.
 
     Elements are column-stochastic $K\times K$ matrices, the backward kernels
 
     $$B_t[i, j] = p(z_t = i \mid z_{t+1} = j, y_{1:t})
-      = \frac{p(z_t = i \mid y_{1:t})\, A_t[i, j]}{p(z_{t+1} = j \mid y_{1:t})},$$
+      = \frac{p(z_t = i \mid y_{1:t})\, A_t[i, j]}{p(z_{t+1} = j \mid y_{1:t})}.$$
 
-    built by `lift` from the filtered probabilities $f_t$ (and the transition matrix).
     The product is the matrix product in time order, $B_a B_b$ (columns renormalised
     against rounding drift), identity $I$. A product of Markov kernels is a Markov
     kernel: every entry lies in $[0, 1]$ and nothing can overflow or underflow, over
@@ -348,38 +404,30 @@ class HMMBackward(AbstractMonoid):
     so a reverse scan with `init` $= p(z_T \mid y_{1:T})$ (the last filtered
     distribution) returns all smoothed marginals.
 
-    **Arguments:**
-
-    - `transition_matrix`: optional fixed $K\times K$ matrix $A$. Then `lift` turns the
-      filtered probabilities $f_t$ into $B_t$; without it, inputs are pairs
-      `(f_t, A_t)`.
-    - `restarts`: if true, every input is a pair `(x, restart)` of an input as above
-      and a scalar bool; where `restart` is set the element is the constant map to
-      $f_t$, $B = f_t \mathbf{1}^\top$ (the last step of a sequence in a packed batch:
-      there the smoothed distribution is the filtered one, whatever comes later).
+    With `restarts`, every input is a pair `(x, restart)` of an input and a scalar
+    bool; where `restart` is set the element is the constant map to $f_t$,
+    $B = f_t \mathbf{1}^\top$ (the last step of a sequence in a packed batch: there the
+    smoothed distribution is the filtered one, whatever comes later).
     """
 
-    transition_matrix: Float[Array, "K K"] | None = None
-    restarts: bool = eqx.field(default=False, static=True)
+    restarts: eqx.AbstractVar[bool]
 
     action_direction: ClassVar[ActionDirection] = "reverse"
     lifts: ClassVar[bool] = True
 
-    def _parts(self, x) -> tuple[Array, Array, Array | None]:
-        """`(filtered, matrix, restart flag or None)` of one input."""
-        restart = None
-        if self.restarts:
-            x, restart = x
-        if self.transition_matrix is None:
-            filtered, matrix = x
-        else:
-            filtered, matrix = x, self.transition_matrix
-        return filtered, matrix, restart
+    @abc.abstractmethod
+    def _weights(self, x) -> tuple[Array, Array, Array]:
+        """`(weights, columns, filtered)` of one input without its restart flag: the
+        kernel is `weights / columns`, column by column."""
+
+    def _split(self, x) -> tuple[object, Array | None]:
+        return x if self.restarts else (x, None)
 
     def lift(self, x) -> Float[Array, "K K"]:
-        """The kernel $B_t$ from `f_t` (fixed matrix) or from `(f_t, A_t)`."""
-        filtered, matrix, restart = self._parts(x)
-        kernel = backward_kernel(filtered, matrix)
+        """The kernel $B_t$ of one input."""
+        x, restart = self._split(x)
+        weights, columns, filtered = self._weights(x)
+        kernel = weights / jnp.where(columns > 0, columns, 1)[None, :]
         if restart is None:
             return kernel
         constant = jnp.broadcast_to(filtered[:, None], kernel.shape)
@@ -396,57 +444,151 @@ class HMMBackward(AbstractMonoid):
     def act(self, state: Float[Array, " K"], element: Float[Array, "K K"]) -> Float[Array, " K"]:
         return normalise(element @ state)
 
+
+class HMMBackward(AbstractHMMBackward):
+    r"""The backward-smoothing monoid of a hidden Markov model: Markov kernels, backwards
+    (see `AbstractHMMBackward`), built by `lift` from the filtered probabilities $f_t$
+    (and the transition matrix).
+
+    **Arguments:**
+
+    - `transition_matrix`: optional fixed $K\times K$ matrix $A$. Then `lift` turns the
+      filtered probabilities $f_t$ into $B_t$; without it, inputs are pairs
+      `(f_t, A_t)`.
+    - `restarts`: if true, every input is a pair `(x, restart)` (see
+      `AbstractHMMBackward`).
+    """
+
+    transition_matrix: Float[Array, "K K"] | None = None
+    restarts: bool = eqx.field(default=False, static=True)
+
+    def _parts(self, x) -> tuple[Array, Array]:
+        if self.transition_matrix is None:
+            return x
+        return x, self.transition_matrix
+
+    def _weights(self, x) -> tuple[Array, Array, Array]:
+        filtered, matrix = self._parts(x)
+        weights = filtered[:, None] * matrix
+        return weights, jnp.sum(weights, axis=0), filtered
+
     def act_input(self, state: Float[Array, " K"], x) -> Float[Array, " K"]:
         r"""$B_t s$ without building $B_t$: $f_t \odot \big(A_t (s \oslash f_t A_t)\big)$,
         normalised (two matrix-vector products, no $K\times K$ temporaries)."""
-        filtered, matrix, restart = self._parts(x)
+        x, restart = self._split(x)
+        filtered, matrix = self._parts(x)
         columns = matrix.T @ filtered
         ratio = state / jnp.where(columns > 0, columns, 1)
-        # (`sum(A * r, axis=1)`, not `A @ r`: XLA:CPU fuses it into the loop step; about
-        # 1.5x faster per step at K = 5.)
-        moved = filtered * jnp.sum(matrix * ratio[None, :], axis=1)
+        # (`A @ r`, not the fusible `sum(A * r, axis=1)`: under `jit(vmap(...))` in
+        # float32, XLA:CPU (jax 0.10.2) miscompiles `f * sum(A * r, axis=1)` for some
+        # batch sizes (wrong rows from 2^15 scalars on; tests/test_hmm_numerics.py).)
+        moved = filtered * (matrix @ ratio)
+        if restart is not None:
+            moved = jnp.where(restart, filtered * jnp.sum(state), moved)
+        return normalise(moved)
+
+
+class HMMLogBackward(AbstractHMMBackward):
+    r"""The backward-smoothing monoid with kernels built from *log* filtered
+    probabilities: the same elements as `HMMBackward` (see `AbstractHMMBackward`), but
+    exact at any dynamic range. A state whose filtered probability is below the float
+    range still gets its kernel entries right: each column is computed relative to its
+    own largest term (`log_backward_weights`). Costs $K^2$ exponentials per step.
+
+    **Arguments:**
+
+    - `log_transition_matrix`: optional fixed $K\times K$ matrix $\log A$. Then `lift`
+      turns the log filtered probabilities $\log f_t$ into $B_t$; without it, inputs
+      are pairs `(log f_t, log A_t)`.
+    - `restarts`: if true, every input is a pair `(x, restart)` (see
+      `AbstractHMMBackward`).
+    """
+
+    log_transition_matrix: Float[Array, "K K"] | None = None
+    restarts: bool = eqx.field(default=False, static=True)
+
+    def _weights(self, x) -> tuple[Array, Array, Array]:
+        if self.log_transition_matrix is None:
+            log_filtered, log_matrix = x
+        else:
+            log_filtered, log_matrix = x, self.log_transition_matrix
+        weights, columns = log_backward_weights(log_filtered, log_matrix)
+        return weights, columns, jnp.exp(log_filtered)
+
+    def act_input(self, state: Float[Array, " K"], x) -> Float[Array, " K"]:
+        r"""$B_t s$ from the weights of `log_backward_weights`, without dividing the
+        kernel: $\sum_j w_{ij} s_j / c_j$."""
+        x, restart = self._split(x)
+        weights, columns, filtered = self._weights(x)
+        ratio = state / jnp.where(columns > 0, columns, 1)
+        moved = weights @ ratio
         if restart is not None:
             moved = jnp.where(restart, filtered * jnp.sum(state), moved)
         return normalise(moved)
 
 
 # --------------------------------------------------------------------------------------
-# Max-plus: Viterbi.
+# Log-space matrices: exact filtering (sum-product) and Viterbi (max-plus).
 # --------------------------------------------------------------------------------------
+
+_BROADCAST_STATES = 4  # up to here a product may hold its K^3 terms at once
+
+
+def log_matmul(a: Float[Array, "K K"], b: Float[Array, "K K"], log_sum: bool) -> Array:
+    r"""The product $c_{ik} = \bigoplus_j a_{ij} + b_{jk}$ with $\oplus$ the maximum, or
+    (`log_sum`) $\log\sum\exp$ (each entry relative to its own largest term: exact at
+    any dynamic range).
+
+    For more than 4 states the $K^3$ terms are never held at once (a loop over $j$ with
+    $K\times K$ temporaries): under `vmap` over a million elements they would not fit.
+    """
+    k = a.shape[-1]
+    if k <= _BROADCAST_STATES:
+        terms = a[:, :, None] + b[None, :, :]
+        return logsumexp(terms, axis=1) if log_sum else jnp.max(terms, axis=1)
+
+    def term(j):
+        return jax.lax.dynamic_index_in_dim(a, j, 1) + jax.lax.dynamic_index_in_dim(b, j, 0)
+
+    neg_inf = jnp.full((k, k), -jnp.inf, a.dtype)
+    top = jax.lax.fori_loop(0, k, lambda j, m: jnp.maximum(m, term(j)), neg_inf)
+    if not log_sum:
+        return top
+    shift = jax.lax.stop_gradient(finite_or_zero(top))
+    total = jax.lax.fori_loop(
+        0, k, lambda j, s: s + jnp.exp(term(j) - shift), jnp.zeros((k, k), a.dtype)
+    )
+    return safe_log(total) + shift
 
 
 def _max_normalise(x: Array, axis=None) -> Array:
     """Subtract the maximum (along `axis`), leaving all-$-\\infty$ slices alone."""
-    return x - finite_or_zero(jnp.max(x, axis=axis, keepdims=axis is not None))
+    return x - jax.lax.stop_gradient(
+        finite_or_zero(jnp.max(x, axis=axis, keepdims=axis is not None))
+    )
 
 
-class MaxPlus(AbstractMonoid):
-    r"""The max-plus (tropical) matrix product, for the Viterbi algorithm.
+class AbstractLogMatrixMonoid(AbstractMonoid):
+    r"""Matrices in log space with row offsets, under the product
+    $(a \otimes b)_{ik} = \bigoplus_j \big(r^a_i + W^a_{ij} + r^b_j + W^b_{jk}\big)$:
+    $\oplus = \max$ (`MaxPlus`, Viterbi) or $\log\sum\exp$ (`HMMLogForward`,
+    filtering).
 
-    Elements are `LogMatrix(W, r)`, standing for the max-plus matrix with entries
-    $r_i + W_{ij}$ up to an additive constant. One Viterbi step "score $y_t$, then
-    move" is $(\log A_t, \ell_t)$. The product, in time order, is
+    Elements are `LogMatrix(W, r)`, standing for the matrix with entries
+    $r_i + W_{ij}$ up to an additive constant. One HMM step "weigh by $y_t$, then
+    move" is $(\log A_t, \ell_t)$. Products are returned in normal form: each row of
+    $W$ has maximum $0$ (or is all $-\infty$), and $\max_i r_i = 0$. Keeping rows and
+    offsets separately normalised keeps every stored number of the size of a
+    *difference* of logarithms, so float32 stays accurate over long products. The
+    identity has $0$ on the diagonal, $-\infty$ elsewhere.
 
-    $$(a \otimes b)_{ik} = \max_j \big(r^a_i + W^a_{ij} + r^b_j + W^b_{jk}\big),$$
-
-    returned in normal form: each row of $W$ has maximum $0$ (or is all $-\infty$),
-    and $\max_i r_i = 0$. Keeping rows and offsets separately normalised keeps every
-    stored number of the size of a *difference* of scores, so float32 stays accurate
-    over long products. The identity has $0$ on the diagonal, $-\infty$ elsewhere.
-
-    The forward action on a score vector $\delta$ is one Viterbi step, $O(K^2)$:
-
-    $$(\delta \cdot (W, r))_j = \max_i \big(\delta_i + r_i + W_{ij}\big) - c,$$
-
-    with $c$ making the maximum $0$.
-
-    **Arguments:**
-
-    - `log_transition_matrix`: optional fixed $K\times K$ matrix $\log A$. Then `lift`
-      turns a log-likelihood vector $\ell_t$ into the step $(\log A, \ell_t)$.
+    The forward action on a vector $\delta$ (scores, or log-probabilities) is one
+    step, $O(K^2)$: $(\delta \cdot (W, r))_j = \bigoplus_i \big(\delta_i + r_i +
+    W_{ij}\big) - c$, with $c$ making the maximum $0$.
     """
 
-    log_transition_matrix: Float[Array, "K K"] | None = None
+    log_transition_matrix: eqx.AbstractVar[Float[Array, "K K"] | None]
+    log_sum: eqx.AbstractClassVar[bool]
 
     action_direction: ClassVar[ActionDirection] = "forward"
     lifts: ClassVar[bool] = True
@@ -461,8 +603,8 @@ class MaxPlus(AbstractMonoid):
     def combine(self, earlier: LogMatrix, later: LogMatrix) -> LogMatrix:
         wa, ra = earlier
         wb, rb = later
-        scores = jnp.max((wa + rb[None, :])[:, :, None] + wb[None, :, :], axis=1)
-        top = finite_or_zero(jnp.max(scores, axis=-1))
+        scores = log_matmul(wa + rb[None, :], wb, self.log_sum)
+        top = jax.lax.stop_gradient(finite_or_zero(jnp.max(scores, axis=-1)))
         return LogMatrix(scores - top[:, None], _max_normalise(ra + top))
 
     def identity(self, like: LogMatrix) -> LogMatrix:
@@ -483,4 +625,50 @@ class MaxPlus(AbstractMonoid):
 
     def act(self, state: Float[Array, " K"], element: LogMatrix) -> Float[Array, " K"]:
         matrix, offset = element
-        return _max_normalise(jnp.max((state + offset)[:, None] + matrix, axis=0))
+        terms = (state + offset)[:, None] + matrix
+        plus = logsumexp(terms, axis=0) if self.log_sum else jnp.max(terms, axis=0)
+        return _max_normalise(plus)
+
+
+class MaxPlus(AbstractLogMatrixMonoid):
+    r"""The max-plus (tropical) matrix product, for the Viterbi algorithm (see
+    `AbstractLogMatrixMonoid`):
+
+    $$(a \otimes b)_{ik} = \max_j \big(r^a_i + W^a_{ij} + r^b_j + W^b_{jk}\big).$$
+
+    Acting on the best scores $\delta_t[k] = \max_{z_{1:t-1}} \log p(z_{1:t-1},
+    z_t = k, y_{1:t})$ (up to a constant) it is one Viterbi step.
+
+    **Arguments:**
+
+    - `log_transition_matrix`: optional fixed $K\times K$ matrix $\log A$. Then `lift`
+      turns a log-likelihood vector $\ell_t$ into the step $(\log A, \ell_t)$.
+    """
+
+    log_transition_matrix: Float[Array, "K K"] | None = None
+    log_sum: ClassVar[bool] = False
+
+
+class HMMLogForward(AbstractLogMatrixMonoid):
+    r"""The forward-filtering monoid in log space: exact at any dynamic range (see
+    `AbstractLogMatrixMonoid`),
+
+    $$(a \otimes b)_{ik} = \log\sum_j \exp\big(r^a_i + W^a_{ij} + r^b_j +
+      W^b_{jk}\big),$$
+
+    each entry computed relative to its own largest term. Acting on the log of the
+    predicted distribution it is one filtering step,
+    $\log p_{t+1}[j] = \log\sum_i \exp(\log p_t[i] + \ell_t[i] + \log A_t[i, j])$
+    (up to a constant), so a state whose probability is below the float range keeps
+    its logarithm, and comes back exactly if later observations favour it. It costs
+    $K^2$ exponentials per step where `HMMForward` costs $K^2$ multiplications; the HMM
+    functions use it only when the transition matrices have entries near zero.
+
+    **Arguments:**
+
+    - `log_transition_matrix`: optional fixed $K\times K$ matrix $\log A$. Then `lift`
+      turns a log-likelihood vector $\ell_t$ into the step $(\log A, \ell_t)$.
+    """
+
+    log_transition_matrix: Float[Array, "K K"] | None = None
+    log_sum: ClassVar[bool] = True

@@ -13,7 +13,6 @@ from jaxtyping import Array, Float, Int, Scalar
 
 from ..._methods import AbstractScanMethod
 from ..._numerics import safe_log
-from ..._validate import distribution_problem, float_dtype
 from ...semirings import (
     ChainLayout,
     Entropy,
@@ -22,8 +21,8 @@ from ...semirings import (
     chain_best,
     chain_layout,
     chain_sum,
-    jit_checking_lengths,
 )
+from ._inference import checked, validated_model
 
 _Transitions = (
     Float[Array, "num_states num_states"]
@@ -32,50 +31,16 @@ _Transitions = (
 
 
 def _chain(initial_probs, transition_matrix, log_likelihoods, lengths):
-    """Check the arguments (dynamax conventions) and return the chain's
-    `(unaries, log_transitions, layout)`."""
-    pi = jnp.asarray(initial_probs)
-    a = jnp.asarray(transition_matrix)
-    ll = jnp.asarray(log_likelihoods)
-    if ll.ndim != 2 or ll.shape[0] < 1:
-        raise ValueError(
-            "`log_likelihoods` must have shape (T, K) = (num_timesteps, num_states) with "
-            f"T >= 1; got shape {ll.shape}."
-        )
-    t, k = ll.shape
-    if pi.shape != (k,):
-        raise ValueError(
-            f"`initial_probs` must have shape (K,) = ({k},) to match `log_likelihoods` of "
-            f"shape {ll.shape}; got shape {pi.shape}."
-        )
-    if a.shape not in ((k, k), (t - 1, k, k)):
-        raise ValueError(
-            f"`transition_matrix` must have shape (K, K) = ({k}, {k}) or (T-1, K, K) = "
-            f"({t - 1}, {k}, {k}); got shape {a.shape}."
-        )
-    dtype = float_dtype(pi, a, ll)
-    pi, a, ll = pi.astype(dtype), a.astype(dtype), ll.astype(dtype)
-    rule = "(nonnegative, no NaN, summing to one along the last axis)"
-    checks = [
-        (distribution_problem(pi), f"`initial_probs` must be a probability vector {rule}."),
-        (
-            distribution_problem(a),
-            f"Every row of `transition_matrix` must be a probability vector {rule}.",
-        ),
-        (jnp.any(jnp.isnan(ll) | (ll == jnp.inf)), "`log_likelihoods` contains NaN or +inf."),
-    ]
-    for bad, message in checks:
-        ll = eqx.error_if(ll, bad, message)
-    layout: ChainLayout = chain_layout(lengths, t)
-    unaries = ll + jnp.where(layout.starts[:, None], safe_log(pi)[None], 0)
-    return unaries, safe_log(a), layout
+    """The chain's `(unaries, log_transitions, layout)`, the values checked as for every
+    HMM function (`validated_model`)."""
+    model = validated_model(initial_probs, transition_matrix, log_likelihoods, lengths)
+    layout: ChainLayout = chain_layout(lengths, model.ll.shape[0])
+    unaries = model.ll + jnp.where(layout.starts[:, None], safe_log(model.pi)[None], 0)
+    return unaries, safe_log(model.a), layout
 
 
-def _num_steps(arguments: dict) -> tuple[int, str]:
-    return jnp.shape(arguments["log_likelihoods"])[0], "log_likelihoods"
-
-
-@jit_checking_lengths(_num_steps)
+@checked
+@eqx.filter_jit
 def hmm_posterior_entropy(
     initial_probs: Float[Array, " num_states"],
     transition_matrix: _Transitions,
@@ -111,7 +76,8 @@ def hmm_posterior_entropy(
     return h[0] if layout.single else h
 
 
-@jit_checking_lengths(_num_steps)
+@checked
+@eqx.filter_jit
 def hmm_posterior_kbest(
     initial_probs: Float[Array, " num_states"],
     transition_matrix: _Transitions,
@@ -138,8 +104,6 @@ def hmm_posterior_kbest(
 
     `(log_probs, paths)`: shapes `(k,)` (or `(B, k)` with `lengths`) and `(k, T)`.
     """
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"`k` must be an int >= 1, got {k!r}.")
     unaries, log_a, layout = _chain(initial_probs, transition_matrix, log_likelihoods, lengths)
     best = chain_best(KMax(k), unaries, log_a, layout, method)
     loglik = chain_sum(Log(), unaries, log_a, layout, method)

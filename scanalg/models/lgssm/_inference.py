@@ -40,7 +40,7 @@ sequential Kalman filter's. The centring is exact (it changes nothing but
 rounding).
 """
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -58,7 +58,14 @@ from ..._linalg import (
 )
 from ..._methods import AbstractScanMethod, as_method
 from ..._scan import scan
-from ..._validate import asymmetric, attach_checks, float_dtype, nonfinite
+from ..._validate import (
+    asymmetric,
+    attach_checks,
+    checks_arguments,
+    float_dtype,
+    nonfinite,
+    positive_count,
+)
 from ...monoids import Affine, Dual
 from ._monoids import (
     FilterElement,
@@ -106,10 +113,10 @@ class LGSSMDynamics(eqx.Module):
     - `cov`: $Q_t$, shape `(state_dim, state_dim)`, a covariance matrix.
     """
 
-    weights: Float[Array, "*ntime state_dim state_dim"]
-    bias: Float[Array, "*ntime state_dim"] | None
-    input_weights: Float[Array, "*ntime state_dim input_dim"] | None
-    cov: Float[Array, "*ntime state_dim state_dim"]
+    weights: Float[Array, "... state_dim state_dim"]
+    bias: Float[Array, "... state_dim"] | None
+    input_weights: Float[Array, "... state_dim input_dim"] | None
+    cov: Float[Array, "... state_dim state_dim"]
 
 
 class LGSSMEmissions(eqx.Module):
@@ -131,10 +138,10 @@ class LGSSMEmissions(eqx.Module):
       `(T, emission_dim, emission_dim)`: a covariance matrix, or its diagonal.
     """
 
-    weights: Float[Array, "*ntime emission_dim state_dim"]
-    bias: Float[Array, "*ntime emission_dim"] | None
-    input_weights: Float[Array, "*ntime emission_dim input_dim"] | None
-    cov: Float[Array, "*ntime emission_dim emission_dim"] | Float[Array, " emission_dim"]
+    weights: Float[Array, "... emission_dim state_dim"]
+    bias: Float[Array, "... emission_dim"] | None
+    input_weights: Float[Array, "... emission_dim input_dim"] | None
+    cov: Float[Array, "... emission_dim emission_dim"] | Float[Array, " emission_dim"]
 
 
 class LGSSMParams(eqx.Module):
@@ -293,15 +300,82 @@ def _shape_str(shape) -> str:
     return "(" + ", ".join(str(s) for s in shape) + ")"
 
 
-def _read(x: Any, name: str, shapes: list[tuple[int, ...]], dtype) -> tuple[Array, bool]:
-    """`x` as an array of `dtype`, checking that its shape is `shapes[0]` (fixed) or
-    `shapes[1]` (time-varying)."""
+def _time_varying(x: Any, name: str, shapes: list[tuple[int, ...]]) -> bool:
+    """Whether `x` has shape `shapes[1]` (time-varying) rather than `shapes[0]` (fixed);
+    a `ValueError` naming `name` if it has neither."""
     shape = tuple(np.shape(x))
     for time_varying, want in zip((False, True), shapes):
         if shape == want:
-            return jnp.asarray(x).astype(dtype), time_varying
+            return time_varying
     wants = " or ".join(_shape_str(s) for s in shapes)
     raise ValueError(f"`{name}` must have shape {wants}; got shape {_shape_str(shape)}.")
+
+
+class _Shapes(NamedTuple):
+    T: int
+    k: int
+    n: int
+    m: int | None
+    tv: dict[str, bool]  # "dynamics.weights" etc.: time-varying or not
+
+
+def _shapes(params: Any, emissions: Any, inputs: Any) -> _Shapes:
+    """Check every shape (a `ValueError` naming the argument and the shapes it may
+    have); which parameters are time-varying. Run before tracing (`_checked`)."""
+    if np.ndim(emissions) != 2:
+        raise ValueError(
+            "`emissions` must have shape (num_timesteps, emission_dim); "
+            f"got shape {_shape_str(np.shape(emissions))}."
+        )
+    T, k = np.shape(emissions)
+    if T == 0:
+        raise ValueError("`emissions` must have at least one time step; got shape (0, ...).")
+    ini, dyn, emi = params.initial, params.dynamics, params.emissions
+    if np.ndim(ini.mean) != 1:
+        raise ValueError(
+            "`params.initial.mean` must have shape (state_dim,); "
+            f"got shape {_shape_str(np.shape(ini.mean))}."
+        )
+    (n,) = np.shape(ini.mean)
+    if inputs is not None and (np.ndim(inputs) != 2 or np.shape(inputs)[0] != T):
+        raise ValueError(
+            f"`inputs` must have shape ({T}, input_dim) to match `emissions`; "
+            f"got shape {_shape_str(np.shape(inputs))}."
+        )
+    m = None if inputs is None else np.shape(inputs)[1]
+    _time_varying(ini.cov, "params.initial.cov", [(n, n)])
+    fields = {
+        "dynamics.weights": (dyn.weights, (n, n)),
+        "dynamics.cov": (dyn.cov, (n, n)),
+        "emissions.weights": (emi.weights, (k, n)),
+        "dynamics.bias": (dyn.bias, (n,)),
+        "emissions.bias": (emi.bias, (k,)),
+    }
+    if inputs is not None:
+        fields["dynamics.input_weights"] = (dyn.input_weights, (n, m))
+        fields["emissions.input_weights"] = (emi.input_weights, (k, m))
+    tv = {
+        name: _time_varying(x, f"params.{name}", [shape, (T, *shape)])
+        for name, (x, shape) in fields.items()
+        if x is not None
+    }
+    R_shape = tuple(np.shape(emi.cov))
+    if R_shape == (k,):
+        tv["emissions.cov"] = False
+    elif len(R_shape) != 1 and R_shape in ((k, k), (T, k, k)):
+        tv["emissions.cov"] = len(R_shape) == 3
+    else:
+        hint = ""
+        if R_shape == (T, k):
+            hint = (
+                " Shapes are read by rank: a time-varying diagonal covariance is given as "
+                "diagonal matrices, e.g. `jax.vmap(jnp.diag)(cov)`."
+            )
+        raise ValueError(
+            f"`params.emissions.cov` must have shape ({k},) (diagonal), ({k}, {k}) or "
+            f"({T}, {k}, {k}); got shape {_shape_str(R_shape)}.{hint}"
+        )
+    return _Shapes(T, k, n, m, tv)
 
 
 def _covariance_checks(covs: dict[str, Array]) -> list[tuple[Array, str]]:
@@ -361,56 +435,23 @@ def _reference(m0: Array, H: Array, H_tv: bool, y: Array, mask: Array) -> Array:
 
 
 def _model(params: Any, emissions: Any, inputs: Any) -> _Model:
-    """Check shapes (at trace time) and values (`equinox.error_if`), flatten `params`,
-    `emissions`, `inputs` into per-step quantities and centre them (`_Model`)."""
-    if np.ndim(emissions) != 2:
-        raise ValueError(
-            "`emissions` must have shape (num_timesteps, emission_dim); "
-            f"got shape {_shape_str(np.shape(emissions))}."
-        )
-    T, k = np.shape(emissions)
-    if T == 0:
-        raise ValueError("`emissions` must have at least one time step; got shape (0, ...).")
+    """Check values (`equinox.error_if`; the shapes were checked before tracing by
+    `_shapes`), flatten `params`, `emissions`, `inputs` into per-step quantities and
+    centre them (`_Model`)."""
+    T, k, n, m, tvs = _shapes(params, emissions, inputs)
     ini, dyn, emi = params.initial, params.dynamics, params.emissions
-    if np.ndim(ini.mean) != 1:
-        raise ValueError(
-            "`params.initial.mean` must have shape (state_dim,); "
-            f"got shape {_shape_str(np.shape(ini.mean))}."
-        )
-    (n,) = np.shape(ini.mean)
-    if inputs is not None and (np.ndim(inputs) != 2 or np.shape(inputs)[0] != T):
-        raise ValueError(
-            f"`inputs` must have shape ({T}, input_dim) to match `emissions`; "
-            f"got shape {_shape_str(np.shape(inputs))}."
-        )
-    m = None if inputs is None else np.shape(inputs)[1]
     leaves = [x for x in jax.tree.leaves((ini, dyn, emi)) if hasattr(x, "dtype")]
     dtype = float_dtype(emissions, *([] if inputs is None else [inputs]), *leaves, family="LGSSM")
 
-    def read(x, name, *shape):
-        return _read(x, f"params.{name}", [shape, (T, *shape)], dtype)
+    def read(x, name=None):
+        return jnp.asarray(x).astype(dtype), tvs.get(name, False)
 
-    m0, _ = _read(ini.mean, "params.initial.mean", [(n,)], dtype)
-    P0, _ = _read(ini.cov, "params.initial.cov", [(n, n)], dtype)
-    F, F_tv = read(dyn.weights, "dynamics.weights", n, n)
-    Q, Q_tv = read(dyn.cov, "dynamics.cov", n, n)
-    H, H_tv = read(emi.weights, "emissions.weights", k, n)
-    R_shape = tuple(np.shape(emi.cov))
-    if R_shape == (k,):
-        R, R_tv = _read(emi.cov, "params.emissions.cov", [(k,)], dtype)
-    elif len(R_shape) != 1 and R_shape in ((k, k), (T, k, k)):
-        R, R_tv = read(emi.cov, "emissions.cov", k, k)
-    else:
-        hint = ""
-        if R_shape == (T, k):
-            hint = (
-                " Shapes are read by rank: a time-varying diagonal covariance is given as "
-                "diagonal matrices, e.g. `jax.vmap(jnp.diag)(cov)`."
-            )
-        raise ValueError(
-            f"`params.emissions.cov` must have shape ({k},) (diagonal), ({k}, {k}) or "
-            f"({T}, {k}, {k}); got shape {_shape_str(R_shape)}.{hint}"
-        )
+    m0, _ = read(ini.mean)
+    P0, _ = read(ini.cov)
+    F, F_tv = read(dyn.weights, "dynamics.weights")
+    Q, Q_tv = read(dyn.cov, "dynamics.cov")
+    H, H_tv = read(emi.weights, "emissions.weights")
+    R, R_tv = read(emi.cov, "emissions.cov")
 
     covs = {"params.initial.cov": P0, "params.dynamics.cov": Q}
     checks = [
@@ -435,10 +476,10 @@ def _model(params: Any, emissions: Any, inputs: Any) -> _Model:
     def offset(bias, weights, name, dim):
         out, tv = jnp.zeros((dim,), dtype), False
         if bias is not None:
-            out, tv = read(bias, f"{name}.bias", dim)
+            out, tv = read(bias, f"{name}.bias")
             checks.append((nonfinite(out), f"`params.{name}.bias` contains NaN or ±inf."))
         if inputs is not None and weights is not None:
-            W, W_tv = read(weights, f"{name}.input_weights", dim, m)
+            W, W_tv = read(weights, f"{name}.input_weights")
             checks.append((nonfinite(W), f"`params.{name}.input_weights` contains NaN or ±inf."))
             u = jnp.asarray(inputs).astype(dtype)
             Wu = jnp.einsum("tij,tj->ti", W, u) if W_tv else u @ W.T
@@ -604,10 +645,19 @@ def _marginal_loglik(model: _Model, pred_means: Array, pred_covs: Array) -> Arra
     return jnp.sum(jax.vmap(one, in_axes=ax)(means, covs, model.H, model.R, model.y, model.mask))
 
 
-def _check_method(method):
-    as_method(method)  # raises ValueError / TypeError for a bad `method`
+def _check_arguments(arguments: dict) -> None:
+    """Before tracing: every shape (`_shapes`), `method`, and `num_samples` a whole
+    number >= 1."""
+    _shapes(arguments["params"], arguments["emissions"], arguments["inputs"])
+    as_method(arguments["method"])  # ValueError / TypeError for a bad `method`
+    if arguments.get("num_samples") is not None:
+        arguments["num_samples"] = positive_count(arguments["num_samples"], "num_samples")
 
 
+_checked = checks_arguments(_check_arguments)
+
+
+@_checked
 @eqx.filter_jit
 def lgssm_filter(
     params: LGSSMParams | Any,
@@ -644,7 +694,6 @@ def lgssm_filter(
     $\log p(y_{0:T-1})$, the filtered marginals $p(z_t \mid y_{0:t})$ and the
     predicted marginals $p(z_{t+1} \mid y_{0:t})$.
     """
-    _check_method(method)
     model = _model(params, emissions, inputs)
     states = _filter(model, method)
     pm, pc = _predict(model, states.mean, states.cov)
@@ -675,6 +724,7 @@ def _smoother_elements(model: _Model, means: Array, covs: Array) -> SmootherElem
     return jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), rest, last)
 
 
+@_checked
 @eqx.filter_jit
 def lgssm_smoother(
     params: LGSSMParams | Any,
@@ -697,7 +747,6 @@ def lgssm_smoother(
     A `PosteriorGSSMSmoothed`: the marginals $p(z_t \mid y_{0:T-1})$ and the cross
     moments $\mathbb{E}[z_t z_{t+1}^\top \mid y_{0:T-1}]$ (as in dynamax).
     """
-    _check_method(method)
     model = _model(params, emissions, inputs)
     filt = _filter(model, method)
     elems = _smoother_elements(model, filt.mean, filt.cov)
@@ -716,6 +765,7 @@ def lgssm_smoother(
     )
 
 
+@_checked
 @eqx.filter_jit
 def lgssm_posterior_sample(
     key: PRNGKeyArray,
@@ -750,11 +800,6 @@ def lgssm_posterior_sample(
 
     The sample(s), shape `(T, state_dim)` or `(num_samples, T, state_dim)`.
     """
-    _check_method(method)
-    if num_samples is not None and (
-        isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1
-    ):
-        raise ValueError(f"`num_samples` must be None or an int >= 1; got {num_samples!r}.")
     model = _model(params, emissions, inputs)
     filt = _filter(model, method)
     elems = _smoother_elements(model, filt.mean, filt.cov)
