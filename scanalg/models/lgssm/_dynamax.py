@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import ArrayLike
 
-from . import _inference  # (a module: `_inference` may apply `dynamax_signature`)
+from ._params import LGSSMDynamics, LGSSMEmissions, LGSSMInitial, LGSSMParams
 
 
 def make_lgssm_params(
@@ -29,7 +29,7 @@ def make_lgssm_params(
     dynamics_input_weights: ArrayLike | None = None,
     emissions_bias: ArrayLike | None = None,
     emissions_input_weights: ArrayLike | None = None,
-) -> "_inference.LGSSMParams":
+) -> LGSSMParams:
     r"""dynamax's `make_lgssm_params`, returning scanalg's `LGSSMParams`.
 
     **Arguments:** as for `LGSSMParams` (the same names and order as dynamax); an
@@ -39,7 +39,7 @@ def make_lgssm_params(
 
     An `LGSSMParams`.
     """
-    return _inference.LGSSMParams(
+    return LGSSMParams(
         initial_mean,
         initial_cov,
         dynamics_weights,
@@ -54,10 +54,10 @@ def make_lgssm_params(
 
 
 def ParamsLGSSM(
-    initial: "_inference.LGSSMInitial",
-    dynamics: "_inference.LGSSMDynamics",
-    emissions: "_inference.LGSSMEmissions",
-) -> "_inference.LGSSMParams":
+    initial: LGSSMInitial,
+    dynamics: LGSSMDynamics,
+    emissions: LGSSMEmissions,
+) -> LGSSMParams:
     r"""dynamax's `ParamsLGSSM(initial, dynamics, emissions)` constructor, returning
     scanalg's `LGSSMParams` (the parts are `ParamsLGSSMInitial(mean, cov)`,
     `ParamsLGSSMDynamics(weights, bias, input_weights, cov)` and
@@ -167,7 +167,7 @@ def as_lgssm_params(params: Any, num_timesteps: int | None = None) -> Any:
     their types; other objects become NamedTuples) holding arrays of one float dtype.
     Any of these is what the `lgssm_*` functions take.
     """
-    if isinstance(params, _inference.LGSSMParams):
+    if isinstance(params, LGSSMParams):
         return params
     try:
         groups = {group: getattr(params, group) for group in _FIELDS}
