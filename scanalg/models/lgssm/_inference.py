@@ -701,7 +701,7 @@ def lgssm_posterior_sample(
     T, n = filt.mean.shape
     # dynamax's jitter: on the backward conditionals, not on the last filtered marginal.
     extra = jnp.asarray(jitter, elems.L.dtype) * (jnp.arange(T) < T - 1).astype(elems.L.dtype)
-    L = elems.L + extra[:, None, None] * jnp.eye(n, dtype=elems.L.dtype)
+    L = elems.L + extra[:, None, None] * jnp.eye(n, dtype=elems.L.dtype)[None]
     roots = jax.vmap(lambda L: psd_cholesky(L)[0])(L)
 
     def one(k):
