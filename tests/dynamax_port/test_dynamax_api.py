@@ -17,12 +17,12 @@ from scanalg import hmm, lgssm
 from scanalg.models.hmm._dynamax import dynamax_signature as hmm_signature
 from scanalg.models.lgssm._dynamax import dynamax_signature as lgssm_signature
 
-# scanalg's functions with dynamax's signatures (as the lead applies them at the merge;
-# the decorator is idempotent).
-hmm_filter = hmm_signature(hmm.hmm_filter)
-hmm_smoother = hmm_signature(compute_trans_probs=True)(hmm.hmm_smoother)
-hmm_posterior_sample = hmm_signature(hmm.hmm_posterior_sample)
-hmm_posterior_mode = hmm_signature(hmm.hmm_posterior_mode)
+# The public functions have dynamax's signatures (the decorator is idempotent: wrapping
+# them again gives them back).
+hmm_filter = hmm.hmm_filter
+hmm_smoother = hmm.hmm_smoother
+hmm_posterior_sample = hmm.hmm_posterior_sample
+hmm_posterior_mode = hmm.hmm_posterior_mode
 
 T, K, WINDOW = 6, 3, 3
 
@@ -71,7 +71,12 @@ def test_signatures_are_dynamaxs():
     for f in (hmm_filter, hmm_smoother, hmm_posterior_sample):
         assert {"initial_probs", "method", "lengths"} <= set(names(f))
         assert hmm_signature(f) is f  # (idempotent)
-    assert "jitter" in names(lgssm_signature(jitter=True)(lgssm.lgssm_posterior_sample))
+    assert "jitter" in names(lgssm.lgssm_posterior_sample)
+    assert (
+        lgssm_signature(jitter=True)(lgssm.lgssm_posterior_sample) is lgssm.lgssm_posterior_sample
+    )
+    for f in (scanalg.hmm_filter, scanalg.hmm_posterior_mode, scanalg.lgssm_smoother):
+        assert getattr(f, "__dynamax_signature__", False)
 
 
 def test_call_forms_agree():
@@ -109,7 +114,9 @@ def test_transition_fn_is_the_time_varying_matrix():
         (hmm.hmm_backward_filter(None, ll, fn), hmm.hmm_backward_filter(a, ll)),
     ]
     key = jax.random.PRNGKey(0)
-    pairs.append((hmm_posterior_sample(key, pi, None, ll, fn), hmm_posterior_sample(key, pi, a, ll)))
+    pairs.append(
+        (hmm_posterior_sample(key, pi, None, ll, fn), hmm_posterior_sample(key, pi, a, ll))
+    )
     post = hmm.hmm_smoother(pi, a, ll)
     pairs.append(
         (hmm.compute_transition_probs(None, post, fn), hmm.compute_transition_probs(a, post))
@@ -143,7 +150,9 @@ def test_bad_transition_arguments():
     with pytest.raises(TypeError, match="transition_fn"):
         hmm_filter(pi, None, ll, "not a function")
     with pytest.raises(TypeError, match="initial_distribution.*initial_probs"):
-        hmm_filter(initial_distribution=pi, initial_probs=pi, transition_matrix=a, log_likelihoods=ll)
+        hmm_filter(
+            initial_distribution=pi, initial_probs=pi, transition_matrix=a, log_likelihoods=ll
+        )
     with pytest.raises(ValueError, match="transition_matrix"):
         hmm.hmm_backward_filter(a[:-1], ll)
     with pytest.raises(ValueError, match="window_size"):
@@ -238,7 +247,10 @@ def test_under_jit_vmap_and_grad():
     batch = jnp.stack([ll, 2 * ll])
     fixed_lag = jax.jit(jax.vmap(lambda x: hmm.hmm_fixed_lag_smoother(pi, a, x, 2)))
     for b in range(2):
-        _close(fixed_lag(batch).smoothed_probs[b], hmm.hmm_fixed_lag_smoother(pi, a, batch[b], 2).smoothed_probs)
+        _close(
+            fixed_lag(batch).smoothed_probs[b],
+            hmm.hmm_fixed_lag_smoother(pi, a, batch[b], 2).smoothed_probs,
+        )
     # The two-filter log-likelihood is the forward filter's: so are their gradients.
     two = jax.grad(lambda x: hmm.hmm_two_filter_smoother(pi, a, x).marginal_loglik)(ll)
     one = jax.grad(lambda x: hmm.hmm_filter(pi, a, x).marginal_loglik)(ll)
@@ -351,9 +363,11 @@ def test_jitter_argument():
     params = lgssm.make_lgssm_params(**arrays)
     assert wrapped(None, params, y, None, 0.25) == 0.25
     assert wrapped(None, params, y, jitter=0.5) == 0.5
-    without = lgssm_signature(jitter=True)(lgssm.lgssm_posterior_sample)
-    if "jitter" not in inspect.signature(lgssm.lgssm_posterior_sample).parameters:
-        key = jax.random.PRNGKey(0)
-        _close(without(key, params, y, None, 0.0), lgssm.lgssm_posterior_sample(key, params, y))
-        with pytest.raises(TypeError, match="jitter"):
-            without(key, params, y, None, 0.1)
+    # The public sampler takes dynamax's jitter, positionally or by keyword: zero is
+    # the default; a positive one widens every backward conditional.
+    key = jax.random.PRNGKey(0)
+    plain = lgssm.lgssm_posterior_sample(key, params, y)
+    _close(lgssm.lgssm_posterior_sample(key, params, y, None, 0.0), plain)
+    jittered = lgssm.lgssm_posterior_sample(key, params, y, jitter=0.25)
+    _close(lgssm.lgssm_posterior_sample(key, params, y, None, 0.25), jittered)
+    assert not np.allclose(np.asarray(jittered), np.asarray(plain))

@@ -8,15 +8,11 @@ also applied to `hmm_filter`, `hmm_smoother`, `hmm_posterior_sample` and
 `hmm_posterior_mode`).
 """
 
-import functools
-import inspect
-from collections.abc import Callable
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float, Int, Scalar
+from jaxtyping import Array, ArrayLike, Float, Scalar
 
 from ..._methods import AbstractScanMethod
 from ..._numerics import finite_or_zero, normalise, safe_log, tree_sum
@@ -26,8 +22,8 @@ from ...monoids import Dual
 from ._inference import HMMPosterior, check_shapes, checked, hmm_filter
 from ._monoids import HMMBackward, HMMForward, ScaledMatrix
 from ._signature import (
-    Transitions as _Transitions,
     TransitionFn,
+    Transitions as _Transitions,
     dynamax_signature as dynamax_signature,
     num_timesteps_and_states,
     transitions as transitions,
