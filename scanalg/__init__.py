@@ -3,6 +3,7 @@
 from . import (
     crf as crf,
     hmm as hmm,
+    kit as kit,
     laws as laws,
     lgssm as lgssm,
     monoids as monoids,

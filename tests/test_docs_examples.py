@@ -9,7 +9,7 @@
   the example prints today, line by line.
 - The install commands in the docs are the README's.
 - The API reference renders every public name of `scanalg`, `scanalg.monoids`,
-  `scanalg.laws` and `scanalg.strategies`.
+  `scanalg.laws`, `scanalg.strategies` and `scanalg.kit`.
 """
 
 import importlib
@@ -150,7 +150,13 @@ def test_examples_in_docs_exist():
     assert not missing, f"the docs mention examples that do not exist: {missing}"
 
 
-_PUBLIC_MODULES = ("scanalg", "scanalg.monoids", "scanalg.laws", "scanalg.strategies")
+_PUBLIC_MODULES = (
+    "scanalg",
+    "scanalg.monoids",
+    "scanalg.laws",
+    "scanalg.strategies",
+    "scanalg.kit",
+)
 
 
 def _public_names(module) -> list[str]:

@@ -479,9 +479,9 @@ class HMMBackward(AbstractHMMBackward):
         filtered, matrix = self._parts(x)
         columns = matrix.T @ filtered
         ratio = state / jnp.where(columns > 0, columns, 1)
-        # (`A @ r`, not the fusible `sum(A * r, axis=1)`: under `jit(vmap(...))` in
-        # float32, XLA:CPU (jax 0.10.2) miscompiles `f * sum(A * r, axis=1)` for some
-        # batch sizes (wrong rows from 2^15 scalars on; tests/test_hmm_numerics.py).)
+        # (`A @ r`, not the fusible `sum(A * r, axis=1)`: jaxlib 0.10.2's XLA:CPU
+        # miscompiles `f * sum(A * r, axis=1)` under `jit(vmap(...))` in float32; see
+        # tests/test_backend.py.)
         moved = filtered * (matrix @ ratio)
         if restart is not None:
             moved = jnp.where(restart, filtered * jnp.sum(state), moved)
