@@ -15,8 +15,7 @@ builtin_methods = (
     scanalg.Sequential(),
     scanalg.Parallel(),
     scanalg.Parallel(algorithm="associative_scan"),
-    scanalg.Blocked(),
-    scanalg.Blocked(block_size=3),
+    scanalg.Blocked(block_size=3),  # (`Blocked()` differs only in its block size)
     scanalg.Auto(),
 )
 

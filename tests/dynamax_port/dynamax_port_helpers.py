@@ -22,16 +22,14 @@ import scanalg
 from scanalg.models.hmm._dynamax import dynamax_signature as hmm_signature
 from scanalg.models.lgssm._dynamax import dynamax_signature as lgssm_signature
 
-# The methods the ports run for: a loop, both parallel algorithms, blocks, and the
-# automatic choice. (`helpers.all_methods` adds small blocks scanned in parallel and
-# `Sharded`; they agree with these in the rest of the suite, and each would add a
-# sixth of the ports' compile time.)
+# The methods the ports run for: a loop, the parallel scan and blocks (what `Auto`
+# picks from; `helpers.all_methods` adds `Parallel(algorithm="associative_scan")`, small
+# blocks scanned in parallel and `Sharded`, which agree with these in the rest of the
+# suite, and each would add a fourth of the ports' compile time).
 METHODS = (
     scanalg.Sequential(),
     scanalg.Parallel(),
-    scanalg.Parallel(algorithm="associative_scan"),
     scanalg.Blocked(),
-    scanalg.Auto(),
 )
 IDS = [repr(m) for m in METHODS]
 
