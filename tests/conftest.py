@@ -2,6 +2,10 @@
 
 - Four in-process CPU devices, so `scanalg.Sharded` runs in this process
   (`helpers.all_methods` has one over a mesh of them).
+- Synchronous dispatch on the CPU: with asynchronous dispatch, a compile that ran
+  while an earlier computation was still executing crashed a worker now and then
+  (segfault or abort inside XLA's `backend_compile_and_load`, never reproducible
+  alone).
 - float64 on, and strict promotion: no implicit rank promotion (broadcasting arrays
   of different ranks) and no implicit dtype promotion, as equinox and diffrax test.
 """
@@ -12,6 +16,7 @@ import jax
 from hypothesis import HealthCheck, settings
 
 jax.config.update("jax_num_cpu_devices", 4)
+jax.config.update("jax_cpu_enable_async_dispatch", False)
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_numpy_dtype_promotion", "strict")
