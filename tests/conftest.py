@@ -2,21 +2,22 @@
 
 - Four in-process CPU devices, so `scanalg.Sharded` runs in this process
   (`helpers.all_methods` has one over a mesh of them).
-- Synchronous dispatch on the CPU: with asynchronous dispatch, a compile that ran
-  while an earlier computation was still executing crashed a worker now and then
-  (segfault or abort inside XLA's `backend_compile_and_load`, never reproducible
-  alone).
+- Compiled programs are released after every test module (`jax.clear_caches`): each
+  XLA:CPU executable holds memory maps, and a worker that kept every program of the
+  suite reached the kernel's limit (`vm.max_map_count`, 65530) and crashed inside
+  XLA's `backend_compile_and_load`.
 - float64 on, and strict promotion: no implicit rank promotion (broadcasting arrays
   of different ranks) and no implicit dtype promotion, as equinox and diffrax test.
 """
 
+import gc
 import os
 
 import jax
+import pytest
 from hypothesis import HealthCheck, settings
 
 jax.config.update("jax_num_cpu_devices", 4)
-jax.config.update("jax_cpu_enable_async_dispatch", False)
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_numpy_dtype_promotion", "strict")
@@ -30,3 +31,10 @@ settings.register_profile(
 )
 settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    yield
+    jax.clear_caches()
+    gc.collect()
