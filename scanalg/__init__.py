@@ -36,10 +36,14 @@ from ._scan import reduce as reduce, scan as scan
 from .hmm import (
     HMMPosterior as HMMPosterior,
     HMMPosteriorFiltered as HMMPosteriorFiltered,
+    compute_transition_probs as compute_transition_probs,
+    hmm_backward_filter as hmm_backward_filter,
     hmm_filter as hmm_filter,
+    hmm_fixed_lag_smoother as hmm_fixed_lag_smoother,
     hmm_posterior_mode as hmm_posterior_mode,
     hmm_posterior_sample as hmm_posterior_sample,
     hmm_smoother as hmm_smoother,
+    hmm_two_filter_smoother as hmm_two_filter_smoother,
 )
 from .lgssm import (
     LGSSMParams as LGSSMParams,
@@ -48,6 +52,7 @@ from .lgssm import (
     lgssm_filter as lgssm_filter,
     lgssm_posterior_sample as lgssm_posterior_sample,
     lgssm_smoother as lgssm_smoother,
+    make_lgssm_params as make_lgssm_params,
 )
 
 # isort: split

@@ -1,5 +1,11 @@
 """Hidden Markov models: the HMM monoids and dynamax-compatible inference."""
 
+from ._dynamax import (
+    compute_transition_probs as compute_transition_probs,
+    hmm_backward_filter as hmm_backward_filter,
+    hmm_fixed_lag_smoother as hmm_fixed_lag_smoother,
+    hmm_two_filter_smoother as hmm_two_filter_smoother,
+)
 from ._inference import (
     HMMPosterior as HMMPosterior,
     HMMPosteriorFiltered as HMMPosteriorFiltered,

@@ -73,6 +73,7 @@ from ._forms import (
     exact_or_fast,
 )
 from ._monoids import LogMatrix, MaxPlus
+from ._signature import dynamax_signature
 
 _Transitions = (
     Float[ArrayLike, "num_states num_states"]
@@ -178,7 +179,7 @@ def _check_arguments(arguments: dict) -> None:
     """A `ValueError` at trace time for arrays of the wrong shapes, naming the argument;
     `lengths` checked against the data (`Segments.check`: concrete lengths at once);
     `num_samples` and `k` whole numbers >= 1."""
-    t = _check_shapes(*(arguments[name] for name in _ARRAYS))
+    t = check_shapes(*(arguments[name] for name in _ARRAYS))
     arguments["lengths"] = Segments.check(arguments.get("lengths"), t)
     for count in ("num_samples", "k"):
         if arguments.get(count) is not None:
@@ -191,7 +192,7 @@ checked = checks_arguments(_check_arguments)
 _ARRAYS = ("initial_probs", "transition_matrix", "log_likelihoods")
 
 
-def _check_shapes(initial_probs, transition_matrix, log_likelihoods) -> int:
+def check_shapes(initial_probs, transition_matrix, log_likelihoods) -> int:
     """`ValueError` for arrays of the wrong shapes, naming the argument; returns $T$."""
     pi, a, ll = (jnp.shape(x) for x in (initial_probs, transition_matrix, log_likelihoods))
     if len(ll) != 2 or ll[0] < 1:
@@ -495,6 +496,7 @@ def _posterior_mode(pi, a, ll, lengths, method):
 # --------------------------------------------------------------------------------------
 
 
+@dynamax_signature
 @checked
 def hmm_filter(
     initial_probs: Float[ArrayLike, " num_states"],
@@ -536,6 +538,7 @@ def hmm_filter(
     return _filter(initial_probs, transition_matrix, log_likelihoods, lengths, exact, method)
 
 
+@dynamax_signature(compute_trans_probs=True)
 @checked
 def hmm_smoother(
     initial_probs: Float[ArrayLike, " num_states"],
@@ -570,6 +573,7 @@ def hmm_smoother(
     return _smoother(initial_probs, transition_matrix, log_likelihoods, lengths, exact, method)
 
 
+@dynamax_signature
 @checked
 def hmm_posterior_sample(
     key: PRNGKeyArray,
@@ -618,6 +622,7 @@ def hmm_posterior_sample(
     )
 
 
+@dynamax_signature
 @checked
 def hmm_posterior_mode(
     initial_probs: Float[ArrayLike, " num_states"],

@@ -1,5 +1,10 @@
 """Linear-Gaussian state-space models: the Kalman monoids and inference."""
 
+from ._dynamax import (
+    ParamsLGSSM as ParamsLGSSM,
+    as_lgssm_params as as_lgssm_params,
+    make_lgssm_params as make_lgssm_params,
+)
 from ._inference import (
     LGSSMDynamics as LGSSMDynamics,
     LGSSMEmissions as LGSSMEmissions,
@@ -24,3 +29,8 @@ from ._monoids import (
     kalman_filter_elements as kalman_filter_elements,
     rts_smoother_elements as rts_smoother_elements,
 )
+
+# dynamax's names of the parameter parts (same fields, same order).
+ParamsLGSSMInitial = LGSSMInitial
+ParamsLGSSMDynamics = LGSSMDynamics
+ParamsLGSSMEmissions = LGSSMEmissions

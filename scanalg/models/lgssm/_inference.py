@@ -67,6 +67,7 @@ from ..._validate import (
     positive_count,
 )
 from ...monoids import Affine, Dual
+from ._dynamax import dynamax_signature
 from ._monoids import (
     FilterElement,
     FilterState,
@@ -79,129 +80,16 @@ from ._monoids import (
     mask_emission,
     rts_smoother_elements,
 )
+from ._params import (
+    LGSSMDynamics as LGSSMDynamics,
+    LGSSMEmissions as LGSSMEmissions,
+    LGSSMInitial as LGSSMInitial,
+    LGSSMParams as LGSSMParams,
+)
 
 # ---------------------------------------------------------------------------
 # Parameters and results
 # ---------------------------------------------------------------------------
-
-
-class LGSSMInitial(eqx.Module):
-    r"""The initial distribution $z_0 \sim \mathcal{N}(\mu_0, \Sigma_0)$.
-
-    **Fields:**
-
-    - `mean`: $\mu_0$, shape `(state_dim,)`.
-    - `cov`: $\Sigma_0$, shape `(state_dim, state_dim)`, a covariance matrix.
-    """
-
-    mean: Float[Array, " state_dim"]
-    cov: Float[Array, "state_dim state_dim"]
-
-
-class LGSSMDynamics(eqx.Module):
-    r"""The dynamics $z_t \mid z_{t-1} \sim \mathcal{N}(F_t z_{t-1} + B_t u_t + b_t, Q_t)$.
-
-    Time-varying arrays have a leading axis of length $T$; entry $t$ is used for the
-    transition into $z_t$ (entry 0 is unused). `bias` and `input_weights` may be
-    `None` (zero).
-
-    **Fields:** (each optionally with the time axis `T` in front)
-
-    - `weights`: $F_t$, shape `(state_dim, state_dim)`.
-    - `bias`: $b_t$, shape `(state_dim,)`, or `None`.
-    - `input_weights`: $B_t$, shape `(state_dim, input_dim)`, or `None`.
-    - `cov`: $Q_t$, shape `(state_dim, state_dim)`, a covariance matrix.
-    """
-
-    weights: Float[Array, "... state_dim state_dim"]
-    bias: Float[Array, "... state_dim"] | None
-    input_weights: Float[Array, "... state_dim input_dim"] | None
-    cov: Float[Array, "... state_dim state_dim"]
-
-
-class LGSSMEmissions(eqx.Module):
-    r"""The emissions $y_t \mid z_t \sim \mathcal{N}(H_t z_t + D_t u_t + d_t, R_t)$.
-
-    Time-varying arrays have a leading axis of length $T$. Every shape is read by its
-    rank alone, so no value of $T$ changes its meaning: `cov` is a fixed diagonal
-    `(emission_dim,)`, a fixed full matrix `(emission_dim, emission_dim)`, or
-    time-varying full matrices `(T, emission_dim, emission_dim)` (a time-varying
-    diagonal covariance is given as diagonal matrices, e.g. `jax.vmap(jnp.diag)(d)`).
-
-    **Fields:** (`weights`, `bias`, `input_weights` optionally with the time axis `T`
-    in front)
-
-    - `weights`: $H_t$, shape `(emission_dim, state_dim)`.
-    - `bias`: $d_t$, shape `(emission_dim,)`, or `None`.
-    - `input_weights`: $D_t$, shape `(emission_dim, input_dim)`, or `None`.
-    - `cov`: $R_t$, shape `(emission_dim,)`, `(emission_dim, emission_dim)` or
-      `(T, emission_dim, emission_dim)`: a covariance matrix, or its diagonal.
-    """
-
-    weights: Float[Array, "... emission_dim state_dim"]
-    bias: Float[Array, "... emission_dim"] | None
-    input_weights: Float[Array, "... emission_dim input_dim"] | None
-    cov: Float[Array, "... emission_dim emission_dim"] | Float[Array, " emission_dim"]
-
-
-class LGSSMParams(eqx.Module):
-    r"""Parameters of a linear-Gaussian SSM, with the structure of dynamax's
-    `ParamsLGSSM` (`params.initial.mean`, `params.dynamics.weights`, ...).
-
-    Any object with that structure (a dynamax `ParamsLGSSM` included) can be passed
-    to the `lgssm_*` functions instead.
-
-    **Arguments:** (all arrays; the optional ones default to zero)
-
-    - `initial_mean`: $\mu_0$, shape `(state_dim,)`.
-    - `initial_cov`: $\Sigma_0$, `(state_dim, state_dim)`.
-    - `dynamics_weights`: $F$, `([T,] state_dim, state_dim)`.
-    - `dynamics_cov`: $Q$, `([T,] state_dim, state_dim)`.
-    - `emissions_weights`: $H$, `([T,] emission_dim, state_dim)`.
-    - `emissions_cov`: $R$, `([T,] emission_dim, emission_dim)` or `(emission_dim,)`.
-    - `dynamics_bias`: $b$, `([T,] state_dim)`.
-    - `dynamics_input_weights`: $B$, `([T,] state_dim, input_dim)`.
-    - `emissions_bias`: $d$, `([T,] emission_dim)`.
-    - `emissions_input_weights`: $D$, `([T,] emission_dim, input_dim)`.
-
-    **Fields:**
-
-    - `initial`: an `LGSSMInitial` (`mean`, `cov`).
-    - `dynamics`: an `LGSSMDynamics` (`weights`, `bias`, `input_weights`, `cov`).
-    - `emissions`: an `LGSSMEmissions` (`weights`, `bias`, `input_weights`, `cov`).
-    """
-
-    initial: LGSSMInitial
-    dynamics: LGSSMDynamics
-    emissions: LGSSMEmissions
-
-    def __init__(
-        self,
-        initial_mean: ArrayLike,
-        initial_cov: ArrayLike,
-        dynamics_weights: ArrayLike,
-        dynamics_cov: ArrayLike,
-        emissions_weights: ArrayLike,
-        emissions_cov: ArrayLike,
-        dynamics_bias: ArrayLike | None = None,
-        dynamics_input_weights: ArrayLike | None = None,
-        emissions_bias: ArrayLike | None = None,
-        emissions_input_weights: ArrayLike | None = None,
-    ):
-        opt = lambda x: None if x is None else jnp.asarray(x)  # noqa: E731
-        self.initial = LGSSMInitial(jnp.asarray(initial_mean), jnp.asarray(initial_cov))
-        self.dynamics = LGSSMDynamics(
-            jnp.asarray(dynamics_weights),
-            opt(dynamics_bias),
-            opt(dynamics_input_weights),
-            jnp.asarray(dynamics_cov),
-        )
-        self.emissions = LGSSMEmissions(
-            jnp.asarray(emissions_weights),
-            opt(emissions_bias),
-            opt(emissions_input_weights),
-            jnp.asarray(emissions_cov),
-        )
 
 
 class PosteriorGSSMFiltered(eqx.Module):
@@ -657,6 +545,7 @@ def _check_arguments(arguments: dict) -> None:
 _checked = checks_arguments(_check_arguments)
 
 
+@dynamax_signature
 @_checked
 @eqx.filter_jit
 def lgssm_filter(
@@ -724,6 +613,7 @@ def _smoother_elements(model: _Model, means: Array, covs: Array) -> SmootherElem
     return jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), rest, last)
 
 
+@dynamax_signature
 @_checked
 @eqx.filter_jit
 def lgssm_smoother(
@@ -765,6 +655,7 @@ def lgssm_smoother(
     )
 
 
+@dynamax_signature(jitter=True)
 @_checked
 @eqx.filter_jit
 def lgssm_posterior_sample(
@@ -775,6 +666,7 @@ def lgssm_posterior_sample(
     *,
     method: str | AbstractScanMethod = "auto",
     num_samples: int | None = None,
+    jitter: float | Float[ArrayLike, ""] = 0.0,
 ) -> Float[Array, "ntime state_dim"] | Float[Array, "num_samples ntime state_dim"]:
     r"""Draw from the posterior $p(z_{0:T-1} \mid y_{0:T-1})$ (forward filtering,
     backward sampling).
@@ -795,6 +687,9 @@ def lgssm_posterior_sample(
     - `key`: a `jax.random` key.
     - `params`, `emissions`, `inputs`, `method`: as for `lgssm_filter`.
     - `num_samples`: how many samples (none: one, without a sample axis).
+    - `jitter`: a variance added to the diagonal of every backward conditional
+      covariance $L_t$, $t < T-1$, before sampling (dynamax's `jitter`; also accepted
+      positionally after `inputs`, as in dynamax). Zero by default.
 
     **Returns:**
 
@@ -803,8 +698,11 @@ def lgssm_posterior_sample(
     model = _model(params, emissions, inputs)
     filt = _filter(model, method)
     elems = _smoother_elements(model, filt.mean, filt.cov)
-    roots = jax.vmap(lambda L: psd_cholesky(L)[0])(elems.L)
     T, n = filt.mean.shape
+    # dynamax's jitter: on the backward conditionals, not on the last filtered marginal.
+    extra = jnp.asarray(jitter, elems.L.dtype) * (jnp.arange(T) < T - 1).astype(elems.L.dtype)
+    L = elems.L + extra[:, None, None] * jnp.eye(n, dtype=elems.L.dtype)[None]
+    roots = jax.vmap(lambda L: psd_cholesky(L)[0])(L)
 
     def one(k):
         eps = jax.random.normal(k, (T, n), filt.mean.dtype)

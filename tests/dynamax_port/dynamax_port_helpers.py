@@ -1,0 +1,167 @@
+"""Shared machinery of the ported dynamax suites: the scan methods they run for, and
+scanalg's functions with dynamax's signatures, bound to one method and jitted once per
+method, so every case with the same shapes reuses one compiled function.
+
+The suites compile each function for every method and every shape that dynamax's tests
+use (about 150 programs). They are compiled with XLA's cheap code generation
+(`FAST_COMPILE`: no LLVM optimisation, no fusion emitters): 2-4x less compile time, the
+same results to rounding, and less time in all even for dynamax's largest problem
+(its stability test, 10^4 steps of 100 states), where the slower code runs longer.
+(The rest of the suite tests scanalg with default compilation.)
+"""
+
+import contextlib
+import dataclasses
+import functools
+import types
+
+import jax
+import numpy as np
+
+import scanalg
+from scanalg.models.hmm._dynamax import dynamax_signature as hmm_signature
+from scanalg.models.lgssm._dynamax import dynamax_signature as lgssm_signature
+
+# The methods the ports run for: a loop, the parallel scan and blocks (what `Auto`
+# picks from; `helpers.all_methods` adds `Parallel(algorithm="associative_scan")`, small
+# blocks scanned in parallel and `Sharded`, which agree with these in the rest of the
+# suite, and each would add a fourth of the ports' compile time).
+METHODS = (
+    scanalg.Sequential(),
+    scanalg.Parallel(),
+    scanalg.Blocked(),
+)
+IDS = [repr(m) for m in METHODS]
+
+
+# The suite's promotion settings (strict, when the suite sets them), for scanalg's code.
+_SUITE_RANK_PROMOTION = jax.config.jax_numpy_rank_promotion
+_SUITE_DTYPE_PROMOTION = jax.config.jax_numpy_dtype_promotion
+
+
+@contextlib.contextmanager
+def permissive():
+    """dynamax's code (its tests' setup, references and assertions) relies on implicit
+    rank and dtype promotion, which the suite's strict settings forbid."""
+    with jax.numpy_rank_promotion("allow"), jax.numpy_dtype_promotion("standard"):
+        yield
+
+
+def suite_settings(fn):
+    """`fn` run under the suite's promotion settings, wherever it is called from."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with (
+            jax.numpy_rank_promotion(_SUITE_RANK_PROMOTION),
+            jax.numpy_dtype_promotion(_SUITE_DTYPE_PROMOTION),
+        ):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+FAST_COMPILE = {
+    "xla_backend_optimization_level": 0,
+    "xla_llvm_disable_expensive_passes": True,
+    "xla_cpu_use_fusion_emitters": False,
+}
+
+
+def fast_jit(fn, **kwargs):
+    """`jax.jit` with `FAST_COMPILE`."""
+    return jax.jit(fn, compiler_options=FAST_COMPILE, **kwargs)
+
+
+_jit = fast_jit
+
+
+def _key(x):
+    """A hashable stand-in for `x`, by value (arrays by dtype, shape and bytes)."""
+    if isinstance(x, tuple | list):
+        return (type(x).__name__, *map(_key, x))
+    if isinstance(x, dict):
+        return tuple(sorted((k, _key(v)) for k, v in x.items()))
+    if hasattr(x, "shape") and hasattr(x, "dtype"):
+        a = np.asarray(x)
+        return ("array", a.dtype.str, a.shape, a.tobytes())
+    return x
+
+
+def memo(fn):
+    """`fn`, computed once per value of its arguments: the ported suites' data and
+    references are the same for every method (their arrays are immutable)."""
+    cache = {}
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        key = _key((args, kwargs))
+        if key not in cache:
+            cache[key] = fn(*args, **kwargs)
+        return cache[key]
+
+    return wrapper
+
+
+class MemoMethods:
+    """`obj` whose method calls are memoised (`memo`): for a reference object that
+    the suites query with the same arguments for every method."""
+
+    def __init__(self, obj):
+        self._obj = obj
+        self._methods = {}
+
+    def __getattr__(self, name):
+        if name not in self._methods:
+            self._methods[name] = memo(getattr(self._obj, name))
+        return self._methods[name]
+
+
+@functools.cache
+def hmm_api(method) -> types.SimpleNamespace:
+    """scanalg's HMM functions with dynamax's signatures (as its `inference` module has
+    them) and `method` bound. The transition function of `transition_fn=` is evaluated
+    outside the `jit` (it is not an array), as `dynamax_signature` does."""
+
+    def bind(fn, *, static=(), **kwargs):
+        if getattr(fn, "__dynamax_signature__", False):
+            fn = fn.__wrapped__  # (jit the function itself; the signature goes outside)
+        jitted = _jit(functools.partial(fn, method=method), static_argnames=static)
+        return suite_settings(hmm_signature(**kwargs)(jitted))
+
+    hmm = scanalg.hmm
+    return types.SimpleNamespace(
+        hmm_filter=bind(hmm.hmm_filter),
+        hmm_smoother=bind(hmm.hmm_smoother, compute_trans_probs=True),
+        hmm_posterior_sample=bind(hmm.hmm_posterior_sample),
+        hmm_posterior_mode=bind(hmm.hmm_posterior_mode),
+        hmm_backward_filter=bind(hmm.hmm_backward_filter),
+        hmm_two_filter_smoother=bind(hmm.hmm_two_filter_smoother, compute_trans_probs=True),
+        hmm_fixed_lag_smoother=bind(hmm.hmm_fixed_lag_smoother, static=("window_size",)),
+        compute_transition_probs=suite_settings(hmm.compute_transition_probs),
+    )
+
+
+@functools.cache
+def lgssm_api(method) -> types.SimpleNamespace:
+    """scanalg's LGSSM functions with dynamax's signatures and `method` bound, jitted."""
+
+    def bind(fn, **kwargs):
+        if getattr(fn, "__dynamax_signature__", False):
+            fn = fn.__wrapped__
+        return suite_settings(_jit(lgssm_signature(**kwargs)(functools.partial(fn, method=method))))
+
+    lgssm = scanalg.lgssm
+    return types.SimpleNamespace(
+        lgssm_filter=bind(lgssm.lgssm_filter),
+        lgssm_smoother=bind(lgssm.lgssm_smoother),
+        lgssm_posterior_sample=bind(lgssm.lgssm_posterior_sample, jitter=True),
+    )
+
+
+def as_dict(posterior) -> dict:
+    """`posterior._asdict()` for a NamedTuple, the fields of a dataclass (an
+    `eqx.Module`) otherwise."""
+    if hasattr(posterior, "_asdict"):
+        return posterior._asdict()
+    return {f.name: getattr(posterior, f.name) for f in dataclasses.fields(posterior)}
