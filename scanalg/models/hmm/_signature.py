@@ -38,11 +38,11 @@ _DYNAMAX_NAMES = {"initial_probs": "initial_distribution"}
 
 
 def transitions(
-    transition_matrix: Transitions | None,
+    transition_matrix: ArrayLike | None,
     transition_fn: TransitionFn | None,
     num_timesteps: int,
     num_states: int,
-) -> Transitions:
+) -> ArrayLike:
     r"""The transition matrix given as dynamax allows: an array, or a function of time.
 
     **Arguments:**
@@ -54,7 +54,8 @@ def transitions(
 
     **Returns:**
 
-    `transition_matrix` itself, or `transition_fn` evaluated under `jax.vmap` at
+    `transition_matrix` itself (its shape is checked by the function it is passed to,
+    which names the expected shapes), or `transition_fn` evaluated under `jax.vmap` at
     $t = 0, \dots, T-2$, shape `(T-1, K, K)`. Exactly one of the two must be given
     (`ValueError` otherwise, and for a function returning the wrong shape).
     """
