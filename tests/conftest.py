@@ -6,6 +6,9 @@
   XLA:CPU executable holds memory maps, and a worker that kept every program of the
   suite reached the kernel's limit (`vm.max_map_count`, 65530) and crashed inside
   XLA's `backend_compile_and_load`.
+- XLA's cheaper CPU code generation (`xla_codegen.CHEAP`, through `XLA_FLAGS`, so
+  the example scripts the suite runs get it too): the suite is mostly compilation.
+  Programs whose run time dominates opt back in to the default (`xla_codegen.DEFAULT`).
 - float64 on, and strict promotion: no implicit rank promotion (broadcasting arrays
   of different ranks) and no implicit dtype promotion, as equinox and diffrax test.
 """
@@ -16,6 +19,9 @@ import os
 import jax
 import pytest
 from hypothesis import HealthCheck, settings
+from xla_codegen import use_cheap_codegen
+
+use_cheap_codegen()  # (before the backend starts)
 
 jax.config.update("jax_num_cpu_devices", 4)
 jax.config.update("jax_enable_x64", True)

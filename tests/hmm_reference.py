@@ -10,6 +10,7 @@ import itertools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from xla_codegen import DEFAULT
 
 
 def _log(x):
@@ -177,7 +178,8 @@ def log_space_posterior(initial_probs, transition_matrix, log_likelihoods, per_s
     return {name: np.asarray(value) for name, value in out.items()}
 
 
-@functools.partial(jax.jit, static_argnums=3)
+# (a million steps in some tests: run time, not compile time, dominates)
+@functools.partial(jax.jit, static_argnums=3, compiler_options=DEFAULT)
 def _log_space_posterior(initial_probs, transition_matrix, ll, per_step):
     def log(x):
         return jnp.where(x > 0, jnp.log(jnp.where(x > 0, x, 1)), -jnp.inf)
