@@ -3,11 +3,8 @@ scanalg's functions with dynamax's signatures, bound to one method and jitted on
 method, so every case with the same shapes reuses one compiled function.
 
 The suites compile each function for every method and every shape that dynamax's tests
-use (about 150 programs). They are compiled with XLA's cheap code generation
-(`FAST_COMPILE`: no LLVM optimisation, no fusion emitters): 2-4x less compile time, the
-same results to rounding, and less time in all even for dynamax's largest problem
-(its stability test, 10^4 steps of 100 states), where the slower code runs longer.
-(The rest of the suite tests scanalg with default compilation.)
+use (about 150 programs), with the suite's cheaper XLA code generation
+(`tests/xla_codegen.py`).
 """
 
 import contextlib
@@ -61,19 +58,7 @@ def suite_settings(fn):
     return wrapper
 
 
-FAST_COMPILE = {
-    "xla_backend_optimization_level": 0,
-    "xla_llvm_disable_expensive_passes": True,
-    "xla_cpu_use_fusion_emitters": False,
-}
-
-
-def fast_jit(fn, **kwargs):
-    """`jax.jit` with `FAST_COMPILE`."""
-    return jax.jit(fn, compiler_options=FAST_COMPILE, **kwargs)
-
-
-_jit = fast_jit
+_jit = jax.jit
 
 
 def _key(x):
