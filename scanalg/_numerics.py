@@ -38,6 +38,27 @@ def straight_through_one(x: Array) -> Array:
 _UNROLL_STATES = 8
 
 
+def fold_states(num_states: int, body, init):
+    """`body(i, carry)` for `i = 0, ..., num_states - 1`, from `init`: a loop over the
+    states of a model, computing one `(..., K)` slice at a time (never a `K`-fold
+    temporary). Unrolled up to 8 states (the slices fuse into one kernel); beyond, a
+    `fori_loop`, so that compile time does not grow with $K$."""
+    if num_states <= _UNROLL_STATES:
+        carry = init
+        for i in range(num_states):
+            carry = body(i, carry)
+        return carry
+    return jax.lax.fori_loop(0, num_states, body, init)
+
+
+def map_states(num_states: int, fn) -> Array:
+    """`fn(i)` for `i = 0, ..., num_states - 1`, stacked on a new leading axis: unrolled
+    up to 8 states, else one `lax.map` (compile time flat in $K$; `i` is then traced)."""
+    if num_states <= _UNROLL_STATES:
+        return jnp.stack([fn(i) for i in range(num_states)])
+    return jax.lax.map(fn, jnp.arange(num_states))
+
+
 def reduce_states(op, x: Array) -> Array:
     """Reduce the last (states) axis with `op` (`jnp.add` or `jnp.maximum`).
 
@@ -120,13 +141,15 @@ def inverse_cdf_rows(row, num_candidates: int, total: Array, u: Array) -> Array:
     Columns of zeros give 0.
     """
     target = u[..., None] * total
-    running = jnp.zeros_like(target)
-    choice = jnp.zeros(target.shape, jnp.int32)
-    for i in range(num_candidates):  # over states, not time: K is small and static
+
+    def candidate(i, carry):
+        running, choice = carry
         w = row(i)
-        choice = jnp.where((w > 0) & (running <= target), jnp.int32(i), choice)
-        running = running + w
-    return choice
+        choice = jnp.where((w > 0) & (running <= target), jnp.asarray(i, jnp.int32), choice)
+        return running + w, choice
+
+    init = (jnp.zeros_like(target), jnp.zeros(target.shape, jnp.int32))
+    return fold_states(num_candidates, candidate, init)[1]
 
 
 def inverse_cdf(weights: Array, u: Array) -> Array:

@@ -91,16 +91,11 @@ PROBLEMS = [(kind, fixed) for kind in KINDS for fixed in (False, True)]
 PROBLEM_IDS = [f"{kind}-{'fixed' if fixed else 'tv'}" for kind, fixed in PROBLEMS]
 
 
-# Tests compile many small programs: XLA's backend optimisations cost more than they save.
-_FAST_COMPILE = {"xla_backend_optimization_level": 0}
-fast_jit = functools.partial(jax.jit, compiler_options=_FAST_COMPILE)
-
-
 @functools.cache
 def values(method):
     """Every output of one problem, jitted once per method (and potential shape)."""
 
-    @fast_jit
+    @jax.jit
     def run(psi, u, key):
         m = method
         best = crf.argmax(psi, u, method=m)
@@ -133,7 +128,7 @@ def _objective(psi, u, method):
 
 @functools.cache
 def gradients(method):
-    return fast_jit(jax.value_and_grad(functools.partial(_objective, method=method), (0, 1), True))
+    return jax.jit(jax.value_and_grad(functools.partial(_objective, method=method), (0, 1), True))
 
 
 @functools.cache
@@ -237,7 +232,7 @@ def test_best_path_is_the_gradient_of_the_best_score():
     """Max's other exact route: the gradient of the best score w.r.t. the unaries is
     the indicator of the best path (when it is unique)."""
     psi, u = _problem("dense", False)
-    grad = fast_jit(jax.grad(lambda v: crf.path_sum(psi, v, semiring=sr.Max(), method="parallel")))(
+    grad = jax.jit(jax.grad(lambda v: crf.path_sum(psi, v, semiring=sr.Max(), method="parallel")))(
         u
     )
     path = brute(psi, u)["ranked_paths"][0]
@@ -291,7 +286,7 @@ def test_ragged_batches_match_each_sequence(method, fixed):
     u[0, 0] = -np.inf
     lengths = jnp.asarray(LENGTHS)
 
-    @fast_jit
+    @jax.jit
     def run(psi, u):
         kw = dict(lengths=lengths, method=method)
         return (
@@ -337,7 +332,7 @@ def test_ragged_samples_match_single_sequences():
     rng = np.random.default_rng(6)
     n = sum(LENGTHS)
     psi, u = rng.normal(size=(n - 1, K, K)), rng.normal(size=(n, K))
-    draw = fast_jit(
+    draw = jax.jit(
         lambda key, p, v: crf.sample(key, p, v, lengths=jnp.asarray(LENGTHS), num_samples=4000)
     )
     samples = np.asarray(draw(jax.random.PRNGKey(0), psi, u))
@@ -374,7 +369,7 @@ def test_hmm_extras():
     log_a, unaries, ref = _hmm_reference(pi, a, ll)
     method = "parallel"
 
-    @fast_jit
+    @jax.jit
     def run(pi, a, ll, log_a, unaries):
         return (
             scanalg.hmm_filter(pi, a, ll, method=method).marginal_loglik,
@@ -398,7 +393,7 @@ def test_hmm_extras_ragged():
     pi, a, ll = _hmm(1, t_len=7)
     lengths = jnp.asarray(LENGTHS)
 
-    @fast_jit
+    @jax.jit
     def run(pi, a, ll):
         return (
             scanalg.hmm.hmm_posterior_entropy(pi, a, ll, lengths=lengths),
@@ -432,7 +427,7 @@ def test_float32_long_chain():
         def outputs(p, u):
             return crf.log_partition(p, u, method=method), crf.marginals(p, u, method=method)
 
-        return fast_jit(outputs)
+        return jax.jit(outputs)
 
     ref, ref_marg = run("sequential")(psi64, u64)
     psi32, u32 = jnp.asarray(psi64, jnp.float32), jnp.asarray(u64, jnp.float32)
@@ -453,7 +448,7 @@ def test_probability_space_path_falls_back_to_log_space():
     dense = jnp.zeros((2, 2), jnp.float32)
     dead = jnp.array([[0.0, 1.0], [-jnp.inf, -jnp.inf], [0.0, 0.0]], jnp.float32)
 
-    @fast_jit
+    @jax.jit
     def run(psi, u, dense, dead):
         return (
             crf.log_partition(psi, u, method="sequential"),
@@ -480,8 +475,8 @@ def test_benchmark_baselines():
         entries = build_crf(task, 6, 3, jnp.float64, ["sequential"], lambda m: m)
         assert {"sequential", "lax.scan"} <= set(entries)
     psi, u, out = results(0, PROBLEMS.index(("dense", True)))
-    assert np.isclose(fast_jit(baseline_log_partition)(psi, u), out["log_z"])
-    grad_psi, grad_u = fast_jit(baseline_marginals)(psi, u)
+    assert np.isclose(jax.jit(baseline_log_partition)(psi, u), out["log_z"])
+    grad_psi, grad_u = jax.jit(baseline_marginals)(psi, u)
     assert np.allclose(grad_u, out["marginals"].unary)
     assert np.allclose(grad_psi, out["marginals"].pairwise)
 

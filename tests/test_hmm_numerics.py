@@ -339,3 +339,65 @@ def test_parallel_viterbi_memory_at_a_million_steps():
     memory = run.lower(*shapes).compile().memory_analysis()
     elements = t * k * k * 4
     assert memory.temp_size_in_bytes < 5 * elements, memory.temp_size_in_bytes / 1e9
+
+
+# --------------------------------------------------------------------------------------
+# Many states: loops over the states, not unrolled (compile time flat in K)
+# --------------------------------------------------------------------------------------
+
+
+def _equation_count(fn, *args) -> int:
+    def count(jaxpr):
+        inner = (
+            sub.jaxpr if hasattr(sub, "jaxpr") else sub
+            for eqn in jaxpr.eqns
+            for sub in jax.extend.core.jaxprs_in_params(eqn.params)
+        )
+        return len(jaxpr.eqns) + sum(count(j) for j in inner)
+
+    return count(jax.make_jaxpr(fn)(*args).jaxpr)
+
+
+def test_program_size_logarithmic_in_the_number_of_states():
+    """Beyond a few states, what runs once per state (backward-kernel columns, counts,
+    inverse-CDF draws) is a loop, not unrolled: the traced program of every entry point
+    grows by a constant per doubling of K (pairwise sums), not in proportion to K (an
+    unrolled loop compiled for 20 s at K = 100)."""
+    sizes = {}
+    for k in (16, 32, 128):
+        pi, a, ll = random_hmm(np.random.default_rng(0), 20, k, zeros=True)
+        a_tv = np.broadcast_to(a, (19, k, k))
+        key = jax.random.key(0)
+        sizes[k] = np.array(
+            [
+                _equation_count(hmm.hmm_smoother, pi, a, ll),
+                _equation_count(hmm.hmm_smoother, pi, a_tv, ll),
+                _equation_count(functools.partial(hmm.hmm_posterior_sample, key), pi, a, ll),
+            ]
+        )
+    assert np.all(sizes[128] - sizes[16] <= 3 * (sizes[32] - sizes[16])), sizes
+
+
+def test_many_states_match_the_unrolled_loops(monkeypatch):
+    """K = 12 (a state loop) against the log-space reference (smoother and per-step
+    transition probabilities, time-varying, sparse), and against the same code with
+    its state loops unrolled (`_UNROLL_STATES` raised): the same smoother (to rounding)
+    and the same posterior draws from the same key."""
+    pi, a, ll = random_hmm(np.random.default_rng(3), 40, 12, time_varying=True, zeros=True)
+    key = jax.random.key(1)
+
+    def run():
+        jax.clear_caches()  # (trace again, with the current `_UNROLL_STATES`)
+        post = hmm.hmm_smoother(pi, a, ll)
+        return post, hmm.hmm_posterior_sample(key, pi, a, ll, num_samples=50)
+
+    looped, looped_draws = run()
+    ref = log_space_posterior(pi, a, ll, per_step=True)
+    for name in ("marginal_loglik", "smoothed_probs", "trans_probs"):
+        np.testing.assert_allclose(getattr(looped, name), ref[name], atol=1e-10, err_msg=name)
+    monkeypatch.setattr(scanalg._numerics, "_UNROLL_STATES", 64)
+    unrolled, unrolled_draws = run()
+    same = functools.partial(np.testing.assert_allclose, rtol=1e-13, atol=1e-15)
+    jax.tree.map(same, looped, unrolled)  # (to rounding: fused differently)
+    jax.tree.map(np.testing.assert_array_equal, looped_draws, unrolled_draws)
+    jax.clear_caches()

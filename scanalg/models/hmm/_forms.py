@@ -22,10 +22,10 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array
+from jaxtyping import Array, Int
 
 from ..._methods import as_method
-from ..._numerics import safe_log, straight_through_one
+from ..._numerics import fold_states, map_states, safe_log, straight_through_one
 from ..._segments import Segments
 from ._monoids import (
     Evidence,
@@ -56,7 +56,7 @@ class Model(NamedTuple):
     def num_states(self) -> int:
         return self.ll.shape[1]
 
-    def row(self, matrix: Array, i: int) -> Array:
+    def row(self, matrix: Array, i: int | Int[Array, ""]) -> Array:
         """Row `i` of the transition matrix of every move, shape `(N-1, K)` (or `(1, K)`
         for a fixed one)."""
         return matrix[:, i, :] if self.time_varying else matrix[i][None, :]
@@ -140,8 +140,8 @@ class AbstractForm(abc.ABC):
     def counts(self, kernel: Array, row: Callable[[int], Array], ratio: Array) -> Array:
         """$\\sum_t$ `row(i)`$_t \\odot$ `ratio`$_t$ over the moves of each sequence,
         `(B, K, K)`."""
-        rows = [self.model.segs.sum_moves(row(i) * ratio) for i in range(ratio.shape[1])]
-        return jnp.stack(rows, axis=1)
+        rows = map_states(ratio.shape[1], lambda i: self.model.segs.sum_moves(row(i) * ratio))
+        return jnp.moveaxis(rows, 0, 1)
 
 
 class Probabilities(AbstractForm):
@@ -236,17 +236,13 @@ class LogProbabilities(AbstractForm):
 
         # Each column relative to its own largest term (two passes over the states, no
         # (N-1, K, K) temporary).
-        top = exponent(0)
-        for i in range(1, m.num_states):
-            top = jnp.maximum(top, exponent(i))
+        top = fold_states(m.num_states, lambda i, top: jnp.maximum(top, exponent(i)), exponent(0))
         top = jax.lax.stop_gradient(jnp.where(jnp.isfinite(top), top, 0))
 
         def row(i):
             return jnp.exp(exponent(i) - top)
 
-        total = row(0)
-        for i in range(1, m.num_states):
-            total = total + row(i)
+        total = fold_states(m.num_states, lambda i, total: total + row(i), jnp.zeros_like(top))
         return row, total
 
 

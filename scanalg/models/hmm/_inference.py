@@ -58,6 +58,7 @@ from ..._numerics import (
     finite_or_zero,
     inverse_cdf,
     inverse_cdf_rows,
+    map_states,
     safe_log,
 )
 from ..._scan import scan
@@ -357,7 +358,7 @@ def _trans_probs(form: AbstractForm, forward: _Filtered, smoothed: Array) -> Arr
     ratio = smoothed[1:] / jnp.where(total > 0, total, 1)
     ratio = model.segs.restart_reverse(ratio, jnp.zeros_like(model.pi))
     if model.time_varying:
-        return jnp.stack([row(i) * ratio for i in range(model.num_states)], axis=1)
+        return jnp.moveaxis(map_states(model.num_states, lambda i: row(i) * ratio), 0, 1)
     return form.counts(kernel, row, ratio)
 
 
