@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import crf, semirings
+from ..kit import Segments
 
 CRF_TASKS = ("crf-partition", "crf-marginals")
 
@@ -47,7 +48,7 @@ baseline_marginals = jax.grad(baseline_log_partition, argnums=(0, 1))
 
 
 def _log_space(potentials, unaries):
-    layout = semirings.chain_layout(None, unaries.shape[0])
+    layout = Segments(None, unaries.shape[0])
     return semirings.chain_sum(semirings.Log(), unaries, potentials, layout, "auto", fast=False)
 
 

@@ -10,12 +10,10 @@ from ._base import AbstractSemiring as AbstractSemiring
 from ._chain import (
     ChainBest as ChainBest,
     ChainForward as ChainForward,
-    ChainLayout as ChainLayout,
     ChainMarginals as ChainMarginals,
     backtrack as backtrack,
     chain_best as chain_best,
     chain_forward as chain_forward,
-    chain_layout as chain_layout,
     chain_marginals as chain_marginals,
     chain_sample as chain_sample,
     chain_sum as chain_sum,

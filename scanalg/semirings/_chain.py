@@ -13,8 +13,8 @@ best, `Entropy` the entropy of $p(z) \propto e^{s(z)}$.
 
 A batch of $B$ chains of lengths $T_1..T_B$ is packed along time (the arrays have
 $N = \sum_b T_b$ steps, and `potentials[t]` joins step $t$ to $t+1$; the entries that
-cross from one chain to the next are ignored); a `ChainLayout` says where each chain
-starts and ends. A single chain is the batch of one. These functions take validated
+cross from one chain to the next are ignored); a `scanalg.kit.Segments` says where each
+chain starts and ends. A single chain is the batch of one. These functions take validated
 arrays; `scanalg.crf` and `scanalg.hmm` check their arguments and call them.
 """
 
@@ -23,11 +23,12 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .._methods import AbstractScanMethod, Parallel, as_method
 from .._numerics import finite_or_zero, inverse_cdf, inverse_cdf_rows, safe_log, tree_sum
 from .._scan import scan
+from .._segments import Segments
 from ..monoids import FiniteFunction, Segmented, Sum
 from ._base import AbstractSemiring
 from ._instances import Log, Std
@@ -36,41 +37,7 @@ from ._matmul import ChainMessages
 # ------------------------------------------------------------------------------ layout
 
 
-class ChainLayout(NamedTuple):
-    r"""Where the chains of a packed batch start and end.
-
-    **Fields:**
-
-    - `starts`: shape `(N,)`, true at the first step of each chain.
-    - `ends`: shape `(N,)`, true at the last step of each chain.
-    - `segment`: shape `(N,)`, the chain of each step.
-    - `last`: shape `(B,)`, the index of each chain's last step.
-    - `single`: whether this is one chain (no `lengths` given; static).
-    """
-
-    starts: Bool[Array, " N"]
-    ends: Bool[Array, " N"]
-    segment: Int[Array, " N"]
-    last: Int[Array, " B"]
-    single: bool
-
-
-def chain_layout(lengths: Int[Array, " B"] | None, num_steps: int) -> ChainLayout:
-    """The layout of `num_steps` packed steps: one chain if `lengths` is `None`, else
-    chains of these (checked) lengths."""
-    n = num_steps
-    if lengths is None:
-        at = jnp.arange(n)
-        return ChainLayout(at == 0, at == n - 1, jnp.zeros(n, jnp.int32), jnp.array([n - 1]), True)
-    last = jnp.cumsum(lengths) - 1
-    first = last - lengths + 1
-    starts = jnp.zeros(n, bool).at[first].set(True)
-    ends = jnp.zeros(n, bool).at[last].set(True)
-    segment = (jnp.cumsum(starts.astype(jnp.int32)) - 1).astype(jnp.int32)
-    return ChainLayout(starts, ends, segment, last.astype(jnp.int32), False)
-
-
-def segment_sums(x: Float[Array, " N"], layout: ChainLayout) -> Float[Array, " B"]:
+def segment_sums(x: Float[Array, " N"], layout: Segments) -> Float[Array, " B"]:
     """The sum of `x` over each chain, by a tree (accurate in float32 at any length)."""
     if layout.single:
         return tree_sum(x)[None]
@@ -180,7 +147,7 @@ def chain_forward(
     semiring: AbstractSemiring,
     unaries: Float[Array, "N K"],
     potentials: Float[Array, "N1 K K"] | Float[Array, "K K"],
-    layout: ChainLayout,
+    layout: Segments,
     method: str | AbstractScanMethod,
     pointers: bool = False,
     fast: bool = True,
@@ -196,7 +163,7 @@ def chain_forward(
 
     - `semiring`: the semiring.
     - `unaries`, `potentials`: the scores (see the module docstring).
-    - `layout`: from `chain_layout`.
+    - `layout`: `scanalg.kit.Segments(lengths, N)`.
     - `method`: the scan method.
     - `pointers`: also return back-pointers (`Max` and `KMax` only).
     - `fast`: allow the probability-space path for `Log` (see below); `False` always
@@ -240,7 +207,7 @@ def chain_sum(
     semiring: AbstractSemiring,
     unaries: Float[Array, "N K"],
     potentials: Float[Array, "N1 K K"] | Float[Array, "K K"],
-    layout: ChainLayout,
+    layout: Segments,
     method: str | AbstractScanMethod,
     fast: bool = True,
 ) -> Array:
@@ -305,7 +272,7 @@ class ChainMarginals(NamedTuple):
 def chain_marginals(
     unaries: Float[Array, "N K"],
     potentials: Float[Array, "N1 K K"] | Float[Array, "K K"],
-    layout: ChainLayout,
+    layout: Segments,
     method: str | AbstractScanMethod,
 ) -> ChainMarginals:
     r"""Unary and pairwise marginals by a forward and an explicit backward scan (`Log`).
@@ -366,7 +333,7 @@ def chain_marginals(
 
 def backtrack(
     maps: Int[Array, "N S"],
-    layout: ChainLayout,
+    layout: Segments,
     starts: Int[Array, "B P"],
     method: str | AbstractScanMethod,
 ) -> Int[Array, "P N"]:
@@ -388,7 +355,7 @@ def backtrack(
         reverse=True,
         method=method,
     )
-    return jnp.take_along_axis(composed, starts[layout.segment], axis=1).T
+    return jnp.take_along_axis(composed, starts[layout.ids], axis=1).T
 
 
 class ChainBest(NamedTuple):
@@ -408,7 +375,7 @@ def chain_best(
     semiring: AbstractSemiring,
     unaries: Float[Array, "N K"],
     potentials: Float[Array, "N1 K K"] | Float[Array, "K K"],
-    layout: ChainLayout,
+    layout: Segments,
     method: str | AbstractScanMethod,
 ) -> ChainBest:
     r"""The best path (`Max`) or the $k$ best paths (`KMax(k)`) of each chain, by
@@ -446,7 +413,7 @@ def chain_sample(
     key: PRNGKeyArray,
     unaries: Float[Array, "N K"],
     potentials: Float[Array, "N1 K K"] | Float[Array, "K K"],
-    layout: ChainLayout,
+    layout: Segments,
     num_samples: int,
     method: str | AbstractScanMethod,
 ) -> Int[Array, "num_samples N"]:

@@ -42,14 +42,12 @@ from ..._segments import Segments
 from ..._validate import checks_arguments, float_dtype, positive_count
 from ...semirings import (
     AbstractSemiring,
-    ChainLayout,
     ChainMarginals,
     Entropy,
     KMax,
     Log,
     Max,
     chain_best,
-    chain_layout,
     chain_marginals,
     chain_sample,
     chain_sum,
@@ -138,7 +136,7 @@ def _jit(fn: Callable) -> Callable:
     return checks_arguments(_check_arguments)(eqx.filter_jit(fn))
 
 
-def _prepare(potentials, unaries, lengths) -> tuple[Array, Array, ChainLayout]:
+def _prepare(potentials, unaries, lengths) -> tuple[Array, Array, Segments]:
     """Check values (`error_if`; the shapes were checked before tracing) and cast to one
     float dtype: `(unaries, potentials, layout)`, unaries `(T, K)`."""
     psi = jnp.asarray(potentials)
@@ -152,10 +150,10 @@ def _prepare(potentials, unaries, lengths) -> tuple[Array, Array, ChainLayout]:
     bad_u = jnp.any(jnp.isnan(u) | (u == jnp.inf))
     u = eqx.error_if(u, bad_psi, "`potentials` contains NaN or +inf.")
     u = eqx.error_if(u, bad_u, "`unaries` contains NaN or +inf.")
-    return u, psi, chain_layout(lengths, u.shape[0])
+    return u, psi, Segments(lengths, u.shape[0])
 
 
-def _single(layout: ChainLayout, x):
+def _single(layout: Segments, x):
     """Drop the batch axis of one chain's per-sequence results."""
     return jax.tree.map(lambda a: a[0], x) if layout.single else x
 

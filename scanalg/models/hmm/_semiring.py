@@ -13,13 +13,12 @@ from jaxtyping import Array, Float, Int, Scalar
 
 from ..._methods import AbstractScanMethod
 from ..._numerics import safe_log
+from ..._segments import Segments
 from ...semirings import (
-    ChainLayout,
     Entropy,
     KMax,
     Log,
     chain_best,
-    chain_layout,
     chain_sum,
 )
 from ._inference import checked, validated_model
@@ -34,7 +33,7 @@ def _chain(initial_probs, transition_matrix, log_likelihoods, lengths):
     """The chain's `(unaries, log_transitions, layout)`, the values checked as for every
     HMM function (`validated_model`)."""
     model = validated_model(initial_probs, transition_matrix, log_likelihoods, lengths)
-    layout: ChainLayout = chain_layout(lengths, model.ll.shape[0])
+    layout = Segments(lengths, model.ll.shape[0])
     unaries = model.ll + jnp.where(layout.starts[:, None], safe_log(model.pi)[None], 0)
     return unaries, safe_log(model.a), layout
 
