@@ -13,17 +13,32 @@ compiled with it, through `jax.jit(..., compiler_options=DEFAULT)`.
 """
 
 import os
+from importlib.metadata import version
 
-CHEAP = {
+# XLA aborts the process on a flag it does not know: the fusion-emitter switch is only
+# set for the jaxlib versions it was tried with (the other two are long-standing).
+_NEWER_FLAGS = {"xla_cpu_use_fusion_emitters": ((0, 10), (0, 11))}
+
+
+def _known(flag: str) -> bool:
+    if flag not in _NEWER_FLAGS:
+        return True
+    low, high = _NEWER_FLAGS[flag]
+    return low <= tuple(int(p) for p in version("jaxlib").split(".")[:2]) < high
+
+
+_CHEAP = {
     "xla_backend_optimization_level": 0,
     "xla_llvm_disable_expensive_passes": True,
     "xla_cpu_use_fusion_emitters": False,
 }
-DEFAULT = {
+_DEFAULT = {
     "xla_backend_optimization_level": 3,
     "xla_llvm_disable_expensive_passes": False,
     "xla_cpu_use_fusion_emitters": True,
 }
+CHEAP = {k: v for k, v in _CHEAP.items() if _known(k)}
+DEFAULT = {k: v for k, v in _DEFAULT.items() if _known(k)}
 
 
 def _flag(name, value) -> str:
