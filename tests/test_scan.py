@@ -368,10 +368,14 @@ def _kalman(n, length=2048):
     return kalman, elems, init
 
 
-@pytest.mark.parametrize("n, expected", [(2, scanalg.Blocked), (8, scanalg.Sequential)])
+@pytest.mark.parametrize(
+    "n, expected",
+    [(2, scanalg.Blocked), (3, scanalg.Blocked), (4, scanalg.Sequential), (8, scanalg.Sequential)],
+)
 def test_auto_rule_with_init_on_cpu(n, expected):
     """With an initial state: blocked for long scans of many-operation acts on small
-    elements (a Kalman step, state dimension 2), sequential for large elements."""
+    elements (a Kalman step, state dimension 2 or 3: 17 or 34 scalars), sequential for
+    larger elements (state dimension 4: 57 scalars, 4x slower blocked)."""
     kalman, elems, init = _kalman(n)
     assert isinstance(scanalg.Auto().resolve(kalman, elems, init), expected)
     short = jax.tree.map(lambda x: x[:100], elems)

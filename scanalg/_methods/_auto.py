@@ -83,7 +83,7 @@ class Auto(AbstractScanMethod):
     min_blocked_length: int = eqx.field(default=1024, static=True)
     min_blocked_ops: int = eqx.field(default=8, static=True)
     min_blocked_act_ops: int = eqx.field(default=64, static=True)
-    max_blocked_act_size: int = eqx.field(default=64, static=True)
+    max_blocked_act_size: int = eqx.field(default=36, static=True)
 
     def __check_init__(self):
         for field in (
