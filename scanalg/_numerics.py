@@ -38,25 +38,25 @@ def straight_through_one(x: Array) -> Array:
 _UNROLL_STATES = 8
 
 
-def fold_states(num_states: int, body, init):
-    """`body(i, carry)` for `i = 0, ..., num_states - 1`, from `init`: a loop over the
+def fold_states(num_states: int, body, init, start: int = 0):
+    """`body(i, carry)` for `i = start, ..., num_states - 1`, from `init`: a loop over the
     states of a model, computing one `(..., K)` slice at a time (never a `K`-fold
     temporary). Unrolled up to 8 states (the slices fuse into one kernel); beyond, a
     `fori_loop`, so that compile time does not grow with $K$."""
     if num_states <= _UNROLL_STATES:
         carry = init
-        for i in range(num_states):
+        for i in range(start, num_states):
             carry = body(i, carry)
         return carry
-    return jax.lax.fori_loop(0, num_states, body, init)
+    return jax.lax.fori_loop(start, num_states, body, init)
 
 
-def map_states(num_states: int, fn) -> Array:
-    """`fn(i)` for `i = 0, ..., num_states - 1`, stacked on a new leading axis: unrolled
-    up to 8 states, else one `lax.map` (compile time flat in $K$; `i` is then traced)."""
+def map_states(num_states: int, fn, axis: int = 0) -> Array:
+    """`fn(i)` for `i = 0, ..., num_states - 1`, stacked along a new `axis`: unrolled up
+    to 8 states, else one `lax.map` (compile time flat in $K$; `i` is then traced)."""
     if num_states <= _UNROLL_STATES:
-        return jnp.stack([fn(i) for i in range(num_states)])
-    return jax.lax.map(fn, jnp.arange(num_states))
+        return jnp.stack([fn(i) for i in range(num_states)], axis=axis)
+    return jnp.moveaxis(jax.lax.map(fn, jnp.arange(num_states)), 0, axis)
 
 
 def reduce_states(op, x: Array) -> Array:

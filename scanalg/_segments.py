@@ -34,7 +34,7 @@ from jaxtyping import Array, Bool, Int
 
 from ._methods import AbstractScanMethod
 from ._monoid import AbstractMonoid
-from ._numerics import tree_sum, two_sum
+from ._numerics import map_states, tree_sum, two_sum
 from ._scan import scan
 from .monoids import Segmented
 
@@ -219,8 +219,7 @@ class Segments(eqx.Module):
         `(N-1, K, K)` temporary)."""
         if self.lengths is None:
             return (u.T @ v)[None]
-        rows = [self.sum_moves(u[:, i, None] * v) for i in range(u.shape[1])]
-        return jnp.stack(rows, axis=1)
+        return map_states(u.shape[1], lambda i: self.sum_moves(u[:, i, None] * v), axis=1)
 
     @staticmethod
     def check(lengths: Any, num_timesteps: int) -> Int[Array, " num_sequences"] | None:

@@ -19,6 +19,7 @@ from hmm_reference import (
 
 import scanalg
 from scanalg import hmm
+from scanalg._methods._auto import count_ops
 
 # The numerics tests here run one method per algorithm (see helpers.core_methods).
 CORE_METHODS = core_methods
@@ -346,18 +347,6 @@ def test_parallel_viterbi_memory_at_a_million_steps():
 # --------------------------------------------------------------------------------------
 
 
-def _equation_count(fn, *args) -> int:
-    def count(jaxpr):
-        inner = (
-            sub.jaxpr if hasattr(sub, "jaxpr") else sub
-            for eqn in jaxpr.eqns
-            for sub in jax.extend.core.jaxprs_in_params(eqn.params)
-        )
-        return len(jaxpr.eqns) + sum(count(j) for j in inner)
-
-    return count(jax.make_jaxpr(fn)(*args).jaxpr)
-
-
 def test_program_size_logarithmic_in_the_number_of_states():
     """Beyond a few states, what runs once per state (backward-kernel columns, counts,
     inverse-CDF draws) is a loop, not unrolled: the traced program of every entry point
@@ -370,9 +359,9 @@ def test_program_size_logarithmic_in_the_number_of_states():
         key = jax.random.key(0)
         sizes[k] = np.array(
             [
-                _equation_count(hmm.hmm_smoother, pi, a, ll),
-                _equation_count(hmm.hmm_smoother, pi, a_tv, ll),
-                _equation_count(functools.partial(hmm.hmm_posterior_sample, key), pi, a, ll),
+                count_ops(hmm.hmm_smoother, pi, a, ll),
+                count_ops(hmm.hmm_smoother, pi, a_tv, ll),
+                count_ops(functools.partial(hmm.hmm_posterior_sample, key), pi, a, ll),
             ]
         )
     assert np.all(sizes[128] - sizes[16] <= 3 * (sizes[32] - sizes[16])), sizes

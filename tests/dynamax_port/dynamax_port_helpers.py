@@ -58,9 +58,6 @@ def suite_settings(fn):
     return wrapper
 
 
-_jit = jax.jit
-
-
 def _key(x):
     """A hashable stand-in for `x`, by value (arrays by dtype, shape and bytes)."""
     if isinstance(x, tuple | list):
@@ -111,7 +108,7 @@ def hmm_api(method) -> types.SimpleNamespace:
     def bind(fn, *, static=(), **kwargs):
         if getattr(fn, "__dynamax_signature__", False):
             fn = fn.__wrapped__  # (jit the function itself; the signature goes outside)
-        jitted = _jit(functools.partial(fn, method=method), static_argnames=static)
+        jitted = jax.jit(functools.partial(fn, method=method), static_argnames=static)
         return suite_settings(hmm_signature(**kwargs)(jitted))
 
     hmm = scanalg.hmm
@@ -134,7 +131,8 @@ def lgssm_api(method) -> types.SimpleNamespace:
     def bind(fn, **kwargs):
         if getattr(fn, "__dynamax_signature__", False):
             fn = fn.__wrapped__
-        return suite_settings(_jit(lgssm_signature(**kwargs)(functools.partial(fn, method=method))))
+        bound = lgssm_signature(**kwargs)(functools.partial(fn, method=method))
+        return suite_settings(jax.jit(bound))
 
     lgssm = scanalg.lgssm
     return types.SimpleNamespace(

@@ -140,8 +140,9 @@ class AbstractForm(abc.ABC):
     def counts(self, kernel: Array, row: Callable[[int], Array], ratio: Array) -> Array:
         """$\\sum_t$ `row(i)`$_t \\odot$ `ratio`$_t$ over the moves of each sequence,
         `(B, K, K)`."""
-        rows = map_states(ratio.shape[1], lambda i: self.model.segs.sum_moves(row(i) * ratio))
-        return jnp.moveaxis(rows, 0, 1)
+        return map_states(
+            ratio.shape[1], lambda i: self.model.segs.sum_moves(row(i) * ratio), axis=1
+        )
 
 
 class Probabilities(AbstractForm):
@@ -236,13 +237,13 @@ class LogProbabilities(AbstractForm):
 
         # Each column relative to its own largest term (two passes over the states, no
         # (N-1, K, K) temporary).
-        top = fold_states(m.num_states, lambda i, top: jnp.maximum(top, exponent(i)), exponent(0))
+        top = fold_states(m.num_states, lambda i, t: jnp.maximum(t, exponent(i)), exponent(0), 1)
         top = jax.lax.stop_gradient(jnp.where(jnp.isfinite(top), top, 0))
 
         def row(i):
             return jnp.exp(exponent(i) - top)
 
-        total = fold_states(m.num_states, lambda i, total: total + row(i), jnp.zeros_like(top))
+        total = fold_states(m.num_states, lambda i, total: total + row(i), row(0), 1)
         return row, total
 
 

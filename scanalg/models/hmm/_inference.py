@@ -358,7 +358,7 @@ def _trans_probs(form: AbstractForm, forward: _Filtered, smoothed: Array) -> Arr
     ratio = smoothed[1:] / jnp.where(total > 0, total, 1)
     ratio = model.segs.restart_reverse(ratio, jnp.zeros_like(model.pi))
     if model.time_varying:
-        return jnp.moveaxis(map_states(model.num_states, lambda i: row(i) * ratio), 0, 1)
+        return map_states(model.num_states, lambda i: row(i) * ratio, axis=1)
     return form.counts(kernel, row, ratio)
 
 
