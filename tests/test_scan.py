@@ -204,6 +204,7 @@ def test_register_method():
         (lambda: scanalg.Auto(min_parallel_length="x"), TypeError, "min_parallel_length"),
         (lambda: scanalg.Auto(min_blocked_ops=False), TypeError, "min_blocked_ops"),
         (lambda: scanalg.Auto(max_blocked_act_size=1.5), TypeError, "max_blocked_act_size"),
+        (lambda: scanalg.Auto(min_blocked_act_kernels=-1), ValueError, "min_blocked_act_kernels"),
         (lambda: scanalg.Parallel(algorithm="blelloch"), ValueError, "doubling"),
     ],
 )
@@ -382,6 +383,30 @@ def test_auto_rule_with_init_on_cpu(n, expected):
     assert isinstance(scanalg.Auto().resolve(kalman, short, init), scanalg.Sequential)
     lenient = scanalg.Auto(min_blocked_act_ops=10_000)
     assert isinstance(lenient.resolve(kalman, elems, init), scanalg.Sequential)
+    fused = scanalg.Auto(min_blocked_act_kernels=10_000)
+    assert isinstance(fused.resolve(kalman, elems, init), scanalg.Sequential)
+
+
+@pytest.mark.parametrize(
+    "semiring", [scanalg.semirings.Entropy(), scanalg.semirings.KMax(4)], ids=repr
+)
+def test_auto_rule_with_init_counts_kernels(semiring):
+    """An act of many operations that all fuse into a few loop kernels runs
+    sequentially: semiring chain messages at K = 2 (`Entropy`: 110 operations,
+    `KMax(4)`: 144, none of them a gather, dot product or sort)."""
+    from scanalg._methods._auto import count_ops
+
+    K, T = 2, 2048
+    monoid = scanalg.semirings.ChainMessages(semiring, None)
+    xs = (jnp.zeros(T, bool), jnp.zeros((T, K)), jnp.zeros((T, K, K)))
+    init = semiring.normalise(semiring.from_scores(jnp.zeros(K)))[0]
+    x = jax.tree.map(lambda v: v[0], xs)
+    auto = scanalg.Auto()
+    assert count_ops(monoid.act_input, init, x) >= auto.min_blocked_act_ops
+    assert count_ops(monoid.act_input, init, x, fusible=False) < auto.min_blocked_act_kernels
+    assert isinstance(auto.resolve(monoid, xs, init), scanalg.Sequential)
+    eager = scanalg.Auto(min_blocked_act_kernels=0)
+    assert isinstance(eager.resolve(monoid, xs, init), scanalg.Blocked)
 
 
 class _Jitted(scanalg.AbstractMonoid):
@@ -450,6 +475,15 @@ def test_operation_count():
     assert count_ops(jax.checkpoint(f), x) == count_ops(g, x) == 3
     assert count_ops(lambda x: jax.lax.scan(lambda c, _: (f(c), None), x, None, 4)[0], x) == 3
     assert count_ops(branches, x) == count_ops(jax.jit(branches), x) == 7
+    # Those that do not fuse into a loop kernel on CPU: none of f's; a gather, a dot
+    # product and an argmax (also inside a called function).
+    assert count_ops(f, x, fusible=False) == count_ops(branches, x, fusible=False) == 0
+
+    def kernels(x):
+        i = jnp.argmax(x)
+        return f(x[i] * jax.jit(jnp.dot)(x, x))
+
+    assert count_ops(kernels, x, fusible=False) == 3
 
 
 @pytest.mark.parametrize("method", all_methods, ids=method_ids)

@@ -14,11 +14,26 @@ from ._blocked import Blocked
 from ._parallel import Parallel
 from ._sequential import Sequential
 
+# Primitives that XLA:CPU fuses with their neighbours into one loop kernel: elementwise
+# arithmetic and comparisons, changes of shape and layout, and reductions. The others
+# (gathers, dynamic slices, dot products, argmax, sorts, ...) each run as a kernel of
+# their own, with a fixed cost per call, in every step of a loop.
+_FUSIBLE = frozenset(
+    """abs acos add and asin atan atan2 broadcast_in_dim cbrt ceil clamp concatenate
+    convert_element_type copy copy_p cos cosh div eq erf erf_inv erfc exp exp2
+    expand_dims expm1 floor ge gt integer_pow iota is_finite le lgamma log log1p logistic
+    lt max min mul ne neg nextafter not or pad pow reduce_and reduce_max reduce_min
+    reduce_or reduce_precision reduce_prod reduce_sum rem reshape rev round rsqrt
+    select_n sign sin sinh slice sqrt square squeeze stack stop_gradient sub tan tanh
+    transpose xor""".split()
+)
 
-def _count_eqns(jaxpr: jex_core.Jaxpr) -> int:
+
+def _count_eqns(jaxpr: jex_core.Jaxpr, fusible: bool = True) -> int:
     """The primitive operations of `jaxpr`, counted into the jaxprs its operations
     call (`jit`, custom derivatives, `checkpoint`, loop bodies: once each; `cond`: its
-    largest branch). A call itself is not an operation."""
+    largest branch). A call itself is not an operation. With `fusible=False`, only
+    the operations that XLA:CPU does not fuse (not in `_FUSIBLE`)."""
     total = 0
     for eqn in jaxpr.eqns:
         inner = []
@@ -26,11 +41,11 @@ def _count_eqns(jaxpr: jex_core.Jaxpr) -> int:
             values = value if isinstance(value, tuple | list) else (value,)
             for v in values:
                 if isinstance(v, jex_core.ClosedJaxpr):
-                    inner.append(_count_eqns(v.jaxpr))
+                    inner.append(_count_eqns(v.jaxpr, fusible))
                 elif isinstance(v, jex_core.Jaxpr):
-                    inner.append(_count_eqns(v))
+                    inner.append(_count_eqns(v, fusible))
         if not inner:
-            total += 1
+            total += fusible or eqn.primitive.name not in _FUSIBLE
         elif eqn.primitive.name == "cond":
             total += max(inner)
         else:
@@ -38,9 +53,10 @@ def _count_eqns(jaxpr: jex_core.Jaxpr) -> int:
     return total
 
 
-def count_ops(fn: Callable, *args) -> int:
-    """The number of primitive operations `fn(*args)` traces to (see `_count_eqns`)."""
-    return _count_eqns(jax.make_jaxpr(fn)(*args).jaxpr)
+def count_ops(fn: Callable, *args, fusible: bool = True) -> int:
+    """The number of primitive operations `fn(*args)` traces to (see `_count_eqns`);
+    with `fusible=False`, of those that run as kernels of their own on CPU."""
+    return _count_eqns(jax.make_jaxpr(fn)(*args).jaxpr, fusible)
 
 
 class Auto(AbstractScanMethod):
@@ -52,12 +68,15 @@ class Auto(AbstractScanMethod):
     trace time, and picks:
 
     - **CPU, with an initial state:** `Blocked()` when $T \ge$ `min_blocked_length`,
-      `act_input` has at least `min_blocked_act_ops` operations and an element at most
-      `max_blocked_act_size` scalars; otherwise `Sequential()`. A loop step pays a
-      fixed overhead per operation; `Blocked` pays it once per step for all blocks at
-      once (under `vmap`), at the price of also forming block products. That wins
-      when steps are many small operations on small elements, and loses when the
-      element is large or the step is short.
+      `act_input` has at least `min_blocked_act_ops` operations, of which at least
+      `min_blocked_act_kernels` are ones XLA:CPU does not fuse (gathers, dot
+      products, argmax, sorts: not elementwise, reshaping or reducing), and an
+      element has at most `max_blocked_act_size` scalars; otherwise `Sequential()`.
+      A loop step pays a fixed overhead per kernel; `Blocked` pays it once per step
+      for all blocks at once (under `vmap`), at the price of also forming block
+      products. That wins when steps are many small kernels on small elements, and
+      loses when the element is large, or the step is short or fuses into a few
+      kernels.
     - **CPU, without an initial state** (and reductions): `Blocked()` when $T \ge$
       `min_blocked_length` and `combine` has at least `min_blocked_ops` operations,
       otherwise `Sequential()`.
@@ -73,8 +92,9 @@ class Auto(AbstractScanMethod):
     - `min_blocked_length`: the shortest scan that `Blocked` may take on CPU.
     - `min_blocked_ops`: without an initial state, the fewest `combine` operations
       for `Blocked`.
-    - `min_blocked_act_ops`, `max_blocked_act_size`: with an initial state, the
-      fewest `act_input` operations and the largest element for `Blocked`.
+    - `min_blocked_act_ops`, `min_blocked_act_kernels`, `max_blocked_act_size`: with
+      an initial state, the fewest `act_input` operations, the fewest of them that
+      do not fuse, and the largest element for `Blocked`.
     """
 
     combines_with_init: ClassVar[bool] = True
@@ -83,6 +103,7 @@ class Auto(AbstractScanMethod):
     min_blocked_length: int = eqx.field(default=1024, static=True)
     min_blocked_ops: int = eqx.field(default=8, static=True)
     min_blocked_act_ops: int = eqx.field(default=64, static=True)
+    min_blocked_act_kernels: int = eqx.field(default=4, static=True)
     max_blocked_act_size: int = eqx.field(default=36, static=True)
 
     def __check_init__(self):
@@ -91,6 +112,7 @@ class Auto(AbstractScanMethod):
             "min_blocked_length",
             "min_blocked_ops",
             "min_blocked_act_ops",
+            "min_blocked_act_kernels",
             "max_blocked_act_size",
         ):
             check_int("Auto", field, getattr(self, field), 0)
@@ -108,8 +130,11 @@ class Auto(AbstractScanMethod):
         size = sum(math.prod(x.shape) for x in jax.tree.leaves(like))
         if size > self.max_blocked_act_size:
             return Sequential()
-        ops = count_ops(monoid.act_input, init, _tree.like_element(elems))
-        return Blocked() if ops >= self.min_blocked_act_ops else Sequential()
+        x = _tree.like_element(elems)
+        if count_ops(monoid.act_input, init, x) < self.min_blocked_act_ops:
+            return Sequential()
+        kernels = count_ops(monoid.act_input, init, x, fusible=False)
+        return Blocked() if kernels >= self.min_blocked_act_kernels else Sequential()
 
     def prefix(self, monoid, elems, reverse):
         return self.resolve(monoid, elems, None).prefix(monoid, elems, reverse)
