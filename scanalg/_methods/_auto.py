@@ -130,11 +130,11 @@ class Auto(AbstractScanMethod):
         size = sum(math.prod(x.shape) for x in jax.tree.leaves(like))
         if size > self.max_blocked_act_size:
             return Sequential()
-        x = _tree.like_element(elems)
-        if count_ops(monoid.act_input, init, x) < self.min_blocked_act_ops:
-            return Sequential()
-        kernels = count_ops(monoid.act_input, init, x, fusible=False)
-        return Blocked() if kernels >= self.min_blocked_act_kernels else Sequential()
+        act = jax.make_jaxpr(monoid.act_input)(init, _tree.like_element(elems)).jaxpr
+        blocked = _count_eqns(act) >= self.min_blocked_act_ops and (
+            _count_eqns(act, fusible=False) >= self.min_blocked_act_kernels
+        )
+        return Blocked() if blocked else Sequential()
 
     def prefix(self, monoid, elems, reverse):
         return self.resolve(monoid, elems, None).prefix(monoid, elems, reverse)
