@@ -69,7 +69,7 @@ def test_extra_method_names_and_serial_only_comparison():
     import scanalg
     from scanalg.bench._tasks import build, method
 
-    assert method("associative_scan") == scanalg.Parallel(algorithm="associative_scan")
+    assert method("associative_scan") == scanalg.Parallel(algorithm="associative_scan", leaf_size=1)
     assert method("blocked") == "blocked"
     pytest.importorskip("dynamax")
     serial = build("lgssm-filter", 8, 2, "float32", ["associative_scan"], "dynamax-serial", "")
@@ -102,7 +102,8 @@ def test_dynamax_parallel_only_comparison():
     import scanalg
     from scanalg.bench._tasks import build, method
 
-    assert method("doubling") == scanalg.Parallel(algorithm="doubling")
+    assert method("doubling") == scanalg.Parallel(algorithm="doubling", leaf_size=1)
+    assert method("hybrid") == scanalg.Parallel(leaf_size=1)
     pytest.importorskip("dynamax")
     only = build("hmm-filter", 8, 2, "float32", ["parallel"], "dynamax-parallel", "")
     assert set(only) == {"parallel", "dynamax-parallel"}

@@ -1,5 +1,6 @@
-"""`Parallel`'s default (hybrid odd/even) scan against a plain NumPy fold, at every
-length 1..70 and around powers of two; its program size; jit/vmap/grad agreement."""
+"""`Parallel`'s default (hybrid odd/even) scan, directly and over serial leaves,
+against a plain NumPy fold, at every length 1..70 and around powers of two; its
+program size; jit/vmap/grad agreement."""
 
 import functools
 from typing import ClassVar
@@ -16,8 +17,11 @@ from scanalg import monoids as M
 K = 4  # states of the integer maps
 PARALLEL = scanalg.Parallel()
 # Unrolls up to 6 levels at every length (the default leaves 16 elements or more to the
-# doubling loop, so only sequences of 1024 or more get all 6 levels).
-DEEP = scanalg.Parallel(min_loop_length=1)
+# doubling loop, so only sequences of 1024 or more get all 6 levels), on the inputs
+# themselves (no leaves).
+DEEP = scanalg.Parallel(min_loop_length=1, leaf_size=1)
+# Leaves of 3 inputs (so most lengths end in a partial leaf), the hybrid scan across.
+LEAVES = scanalg.Parallel(min_loop_length=1, leaf_size=3)
 
 
 @functools.cache
@@ -95,19 +99,22 @@ REVERSE_LENGTHS = (*range(1, 10), 16, 17, 31, 32, 33, 34, *range(63, 68))
 @functools.cache
 def _sweep(reverse: bool):
     """One program per length: products and states forwards (and backwards), and the
-    reduction, all by the hybrid scan's methods directly, as deep as the length allows."""
+    reduction, all by the hybrid scan's methods directly, as deep as the length allows,
+    and over leaves of 3."""
 
     def run(codes, init):
-        out = (
-            DEEP.prefix(CODED, codes, False),
-            DEEP.prefix_act(M.Dual(CODED), codes, init, False),
-            DEEP.total(CODED, codes),
-        )
-        if reverse:
+        out = ()
+        for method in (DEEP, LEAVES):
             out += (
-                DEEP.prefix(CODED, codes, True),
-                DEEP.prefix_act(CODED, codes, init, True),
+                method.prefix(CODED, codes, False),
+                method.prefix_act(M.Dual(CODED), codes, init, False),
+                method.total(CODED, codes),
             )
+            if reverse:
+                out += (
+                    method.prefix(CODED, codes, True),
+                    method.prefix_act(CODED, codes, init, True),
+                )
         return out
 
     return _jit(run)
@@ -120,12 +127,12 @@ def test_every_length_against_fold(n):
     fs = MAPS[codes]
     reverse = n in REVERSE_LENGTHS
     got = _sweep(reverse)(jnp.asarray(codes), jnp.asarray(init))
-    np.testing.assert_array_equal(got[0], np_fold(fs))
-    np.testing.assert_array_equal(got[1], np_fold(fs, init=init, dual=True))
-    np.testing.assert_array_equal(got[2], np_fold(fs)[-1])
+    want = [np_fold(fs), np_fold(fs, init=init, dual=True), np_fold(fs)[-1]]
     if reverse:
-        np.testing.assert_array_equal(got[3], np_fold(fs, reverse=True))
-        np.testing.assert_array_equal(got[4], np_fold(fs, reverse=True, init=init))
+        want += [np_fold(fs, reverse=True), np_fold(fs, reverse=True, init=init)]
+    assert len(got) == 2 * len(want)
+    for g, w in zip(got, want + want):
+        np.testing.assert_array_equal(g, w)
 
 
 def _scans(fs, init):
@@ -221,25 +228,34 @@ class _Counting(scanalg.AbstractMonoid):
 @pytest.mark.parametrize("reverse", [False, True])
 def test_program_size_does_not_grow_with_length(reverse):
     """`2L + 1` instances of `combine` whatever the length (and `L + 1` of each of
-    `combine` and `act` with an initial state): the compile time is bounded."""
+    `combine` and `act` with an initial state): the compile time is bounded. Leaves add
+    one loop body per pass (a `combine` to reduce a leaf, then a `combine` or an `act`
+    to scan it)."""
     monoid, levels = _Counting(), PARALLEL.levels
-    counts = {}
-    for n in (10**3, 10**6):
+
+    def count(method, n):
         x = jax.ShapeDtypeStruct((n,), jnp.float32)
         s = jax.ShapeDtypeStruct((), jnp.float32)
         _Counting.calls.update(combine=0, act=0)
-        jax.eval_shape(lambda x: PARALLEL.prefix(monoid, x, reverse), x)
+        jax.eval_shape(lambda x: method.prefix(monoid, x, reverse), x)
         prefix = dict(_Counting.calls)
         _Counting.calls.update(combine=0, act=0)
-        jax.eval_shape(lambda x, s: PARALLEL.prefix_act(monoid, x, s, reverse), x, s)
-        counts[n] = prefix, dict(_Counting.calls)
-    assert counts[10**3] == counts[10**6]
-    prefix, states = counts[10**6]
-    assert prefix == {"combine": 2 * levels + 1, "act": 0}
-    assert states == {"combine": levels + 1, "act": levels + 1}
+        jax.eval_shape(lambda x, s: method.prefix_act(monoid, x, s, reverse), x, s)
+        return prefix, dict(_Counting.calls)
+
+    direct = scanalg.Parallel(leaf_size=1)
+    assert count(direct, 10**3) == count(direct, 10**6) == (
+        {"combine": 2 * levels + 1, "act": 0},
+        {"combine": levels + 1, "act": levels + 1},
+    )
+    # (10^5 / 32 leaves are enough for every level)
+    assert count(PARALLEL, 10**5) == count(PARALLEL, 10**6) == (
+        {"combine": 2 * levels + 3, "act": 0},
+        {"combine": levels + 2, "act": levels + 2},
+    )
     # Short sequences unroll fewer levels: 100 -> 50 -> 25 leaves 25 to the loop.
     _Counting.calls.update(combine=0, act=0)
-    jax.eval_shape(lambda x: PARALLEL.prefix(monoid, x, reverse), jnp.zeros(100))
+    jax.eval_shape(lambda x: direct.prefix(monoid, x, reverse), jnp.zeros(100))
     assert _Counting.calls["combine"] == 2 * 2 + 1
 
 

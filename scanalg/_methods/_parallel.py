@@ -12,9 +12,11 @@ from .. import _tree
 from .._monoid import AbstractMonoid
 from ._base import (
     AbstractScanMethod,
+    check_int,
     element_like,
     lift_all,
 )
+from ._blocked import Blocked
 
 PyTree = Any
 
@@ -137,6 +139,19 @@ class Parallel(AbstractScanMethod):
       is large for large elements). Its reduction is a balanced tree of depth
       $\lceil \log_2 T \rceil$ (padding with the identity at odd levels).
 
+    **Serial leaves.** Whatever the algorithm, a sequence of more than `leaf_size`
+    inputs is first cut into leaves of `leaf_size` consecutive inputs: each leaf is
+    reduced by a loop (all leaves at once under `vmap`), the algorithm scans the
+    $\lceil T/\text{leaf\_size}\rceil$ leaf products, and each leaf is scanned by a
+    loop from the product (or state) before it (the three passes of `Blocked`, with
+    `Parallel` across the leaves). This is the usual shape of a parallel scan on
+    hardware with fewer processors than inputs: work $\approx 2T$ combines (or $T$
+    combines and $T$ acts), depth $2\,\text{leaf\_size} +$ the algorithm's depth on
+    $T/\text{leaf\_size}$ products, and only $T/\text{leaf\_size}$ products held
+    at once, so memory stays near the size of the output when elements are larger
+    than states (HMM matrices against probability vectors). `leaf_size=1` scans the
+    inputs with the algorithm directly.
+
     A reverse scan of `"hybrid"` or `"doubling"` is the forward scan of the reversed
     sequence with `combine`'s arguments swapped back; every algorithm calls
     `combine(earlier, later)` in time order (`jax.lax.associative_scan`'s swap for
@@ -151,6 +166,7 @@ class Parallel(AbstractScanMethod):
       elements are left for the doubling loop: on fewer, doubling is about as cheap
       and shallower. So sequences shorter than $2^{L}$ `min_loop_length` get fewer
       levels (and compile faster).
+    - `leaf_size`: inputs per serial leaf (an `int` $\ge 1$; 1: no leaves).
     """
 
     combines_with_init: ClassVar[bool] = True
@@ -158,8 +174,10 @@ class Parallel(AbstractScanMethod):
     algorithm: str = eqx.field(default="hybrid", static=True)
     levels: int = eqx.field(default=6, static=True)
     min_loop_length: int = eqx.field(default=16, static=True)
+    leaf_size: int = eqx.field(default=32, static=True)
 
     def __check_init__(self):
+        check_int("Parallel", "leaf_size", self.leaf_size, 1)
         if self.algorithm not in _ALGORITHMS:
             raise ValueError(
                 "Parallel(algorithm=...) must be 'hybrid', 'doubling' or 'associative_scan', "
@@ -171,6 +189,14 @@ class Parallel(AbstractScanMethod):
             raise ValueError(
                 f"Parallel(min_loop_length=...) must be an int >= 1, got {self.min_loop_length!r}."
             )
+
+    def _leaves(self, elems) -> Blocked | None:
+        """The leaf scan (`Blocked` with this algorithm across the leaves), when the
+        sequence has more than one leaf."""
+        if self.leaf_size == 1 or _length(elems) <= self.leaf_size:
+            return None
+        across = Parallel(self.algorithm, self.levels, self.min_loop_length, leaf_size=1)
+        return Blocked(block_size=self.leaf_size, outer=across)
 
     def _levels(self, n: int) -> int:
         """How many levels to unroll for length `n`."""
@@ -249,6 +275,8 @@ class Parallel(AbstractScanMethod):
     # ----------------------------------------------------------------------------------
 
     def prefix(self, monoid, elems, reverse):
+        if (leaves := self._leaves(elems)) is not None:
+            return leaves.prefix(monoid, elems, reverse)
         if self.algorithm == "hybrid":
             if reverse:
                 return _flip(self._forward_prefix(_Reversed(monoid), _flip(elems)))
@@ -267,14 +295,28 @@ class Parallel(AbstractScanMethod):
             return _flip(_doubling(jax.vmap(_Reversed(monoid).combine), identity, _flip(elems)))
         return _doubling(batched, identity, elems)
 
+    def prefix_from(self, monoid, elems, start, reverse):
+        if (leaves := self._leaves(elems)) is not None:
+            return leaves.prefix_from(monoid, elems, start, reverse)
+        return super().prefix_from(monoid, elems, start, reverse)
+
     def prefix_act(self, monoid, elems, init, reverse):
+        if (leaves := self._leaves(elems)) is not None:
+            return leaves.prefix_act(monoid, elems, init, reverse)
         if self.algorithm == "hybrid":
             if reverse:
                 return _flip(self._forward_states(_Reversed(monoid), _flip(elems), init))
             return self._forward_states(monoid, elems, init)
         return super().prefix_act(monoid, elems, init, reverse)
 
+    def states(self, monoid, elems, init, reverse, exclusive=False, readout=None):
+        if (leaves := self._leaves(elems)) is not None:  # (the readout inside the loops)
+            return leaves.states(monoid, elems, init, reverse, exclusive, readout)
+        return super().states(monoid, elems, init, reverse, exclusive, readout)
+
     def total(self, monoid, elems):
+        if (leaves := self._leaves(elems)) is not None:
+            return leaves.total(monoid, elems)
         if self.algorithm == "hybrid":
             return self._forward_total(monoid, elems)
         if self.algorithm == "doubling":  # a level loop: compile time independent of T

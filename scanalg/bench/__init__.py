@@ -43,8 +43,8 @@ def main(argv=None) -> list[dict]:
     p.add_argument(
         "--methods",
         default="sequential,parallel,blocked,auto",
-        help="scan methods by name; also 'associative_scan' and 'doubling' (the other "
-        "algorithms of Parallel) and 'blocked-parallel' (Blocked(32, outer=Parallel()))",
+        help="scan methods by name; also 'hybrid', 'associative_scan' and 'doubling' "
+        "(Parallel's algorithms on the inputs themselves, leaf_size=1)",
     )
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--repeats", type=int, default=5)

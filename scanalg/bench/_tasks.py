@@ -90,12 +90,12 @@ def _monoid_problem(name: str, T: int, n: int, dtype, seed: int):
 
 
 # Method names the benchmark accepts besides `scanalg.scan`'s own.
+# `Parallel`'s algorithms on the inputs themselves (`leaf_size=1`; `parallel` scans
+# serial leaves first).
 EXTRA_METHODS = {
-    "associative_scan": scanalg.Parallel(algorithm="associative_scan"),
-    "doubling": scanalg.Parallel(algorithm="doubling"),
-    # Sequential inside blocks of 32, the parallel scan across them: a few times less
-    # memory than `parallel` for large elements, at 62 more sequential steps.
-    "blocked-parallel": scanalg.Blocked(block_size=32, outer=scanalg.Parallel()),
+    "associative_scan": scanalg.Parallel(algorithm="associative_scan", leaf_size=1),
+    "doubling": scanalg.Parallel(algorithm="doubling", leaf_size=1),
+    "hybrid": scanalg.Parallel(leaf_size=1),
 }
 
 
