@@ -244,14 +244,22 @@ def test_program_size_does_not_grow_with_length(reverse):
         return prefix, dict(_Counting.calls)
 
     direct = scanalg.Parallel(leaf_size=1)
-    assert count(direct, 10**3) == count(direct, 10**6) == (
-        {"combine": 2 * levels + 1, "act": 0},
-        {"combine": levels + 1, "act": levels + 1},
+    assert (
+        count(direct, 10**3)
+        == count(direct, 10**6)
+        == (
+            {"combine": 2 * levels + 1, "act": 0},
+            {"combine": levels + 1, "act": levels + 1},
+        )
     )
     # (10^5 / 32 leaves are enough for every level)
-    assert count(PARALLEL, 10**5) == count(PARALLEL, 10**6) == (
-        {"combine": 2 * levels + 3, "act": 0},
-        {"combine": levels + 2, "act": levels + 2},
+    assert (
+        count(PARALLEL, 10**5)
+        == count(PARALLEL, 10**6)
+        == (
+            {"combine": 2 * levels + 3, "act": 0},
+            {"combine": levels + 2, "act": levels + 2},
+        )
     )
     # Short sequences unroll fewer levels: 100 -> 50 -> 25 leaves 25 to the loop.
     _Counting.calls.update(combine=0, act=0)
