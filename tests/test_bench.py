@@ -103,7 +103,7 @@ def test_dynamax_parallel_only_comparison():
     from scanalg.bench._tasks import build, method
 
     assert method("doubling") == scanalg.Parallel(algorithm="doubling", leaf_size=1)
-    assert method("hybrid") == scanalg.Parallel(leaf_size=1)
+    assert method("hybrid") == scanalg.Parallel(levels=6, leaf_size=1)
     pytest.importorskip("dynamax")
     only = build("hmm-filter", 8, 2, "float32", ["parallel"], "dynamax-parallel", "")
     assert set(only) == {"parallel", "dynamax-parallel"}

@@ -17,9 +17,9 @@ from scanalg import monoids as M
 K = 4  # states of the integer maps
 PARALLEL = scanalg.Parallel()
 # Unrolls up to 6 levels at every length (the default leaves 16 elements or more to the
-# doubling loop, so only sequences of 1024 or more get all 6 levels), on the inputs
+# doubling loop, so only sequences of 1024 or more would get 6 levels), on the inputs
 # themselves (no leaves).
-DEEP = scanalg.Parallel(min_loop_length=1, leaf_size=1)
+DEEP = scanalg.Parallel(levels=6, min_loop_length=1, leaf_size=1)
 # Leaves of 3 inputs (so most lengths end in a partial leaf), the hybrid scan across.
 LEAVES = scanalg.Parallel(min_loop_length=1, leaf_size=3)
 

@@ -172,7 +172,7 @@ class Parallel(AbstractScanMethod):
     combines_with_init: ClassVar[bool] = True
 
     algorithm: str = eqx.field(default="hybrid", static=True)
-    levels: int = eqx.field(default=6, static=True)
+    levels: int = eqx.field(default=3, static=True)
     min_loop_length: int = eqx.field(default=16, static=True)
     leaf_size: int = eqx.field(default=32, static=True)
 

@@ -95,7 +95,7 @@ def _monoid_problem(name: str, T: int, n: int, dtype, seed: int):
 EXTRA_METHODS = {
     "associative_scan": scanalg.Parallel(algorithm="associative_scan", leaf_size=1),
     "doubling": scanalg.Parallel(algorithm="doubling", leaf_size=1),
-    "hybrid": scanalg.Parallel(leaf_size=1),
+    "hybrid": scanalg.Parallel(levels=6, leaf_size=1),
 }
 
 
