@@ -21,6 +21,10 @@ from ._blocked import Blocked
 PyTree = Any
 
 _ALGORITHMS = ("hybrid", "doubling", "associative_scan")
+# The most levels `"hybrid"` unrolls across leaves: their products are 1/leaf_size as
+# many as the inputs, so a few levels leave little to the doubling loop, and fewer
+# combines to compile.
+_LEVELS_ACROSS_LEAVES = 3
 
 
 def _length(elems: PyTree) -> int:
@@ -139,8 +143,9 @@ class Parallel(AbstractScanMethod):
       is large for large elements). Its reduction is a balanced tree of depth
       $\lceil \log_2 T \rceil$ (padding with the identity at odd levels).
 
-    **Serial leaves.** Whatever the algorithm, a sequence of more than `leaf_size`
-    inputs is first cut into leaves of `leaf_size` consecutive inputs: each leaf is
+    **Serial leaves.** Whatever the algorithm, a sequence of $T \ge$ `leaf_size`
+    squared inputs (at least as many leaves as a leaf has inputs; shorter ones are
+    shallower without) is first cut into leaves of `leaf_size` inputs: each leaf is
     reduced by a loop (all leaves at once under `vmap`), the algorithm scans the
     $\lceil T/\text{leaf\_size}\rceil$ leaf products, and each leaf is scanned by a
     loop from the product (or state) before it (the three passes of `Blocked`, with
@@ -160,8 +165,9 @@ class Parallel(AbstractScanMethod):
     **Arguments:**
 
     - `algorithm`: `"hybrid"`, `"doubling"` or `"associative_scan"`.
-    - `levels`: $L$, the most levels `"hybrid"` unrolls. More levels do less work and
-      have more combines to compile; `levels=0` is `"doubling"`.
+    - `levels`: $L$, the most levels `"hybrid"` unrolls (at most 3 across leaves).
+      More levels do less work and have more combines to compile; `levels=0` is
+      `"doubling"`.
     - `min_loop_length`: `"hybrid"` unrolls a level only while at least this many
       elements are left for the doubling loop: on fewer, doubling is about as cheap
       and shallower. So sequences shorter than $2^{L}$ `min_loop_length` get fewer
@@ -172,7 +178,7 @@ class Parallel(AbstractScanMethod):
     combines_with_init: ClassVar[bool] = True
 
     algorithm: str = eqx.field(default="hybrid", static=True)
-    levels: int = eqx.field(default=3, static=True)
+    levels: int = eqx.field(default=6, static=True)
     min_loop_length: int = eqx.field(default=16, static=True)
     leaf_size: int = eqx.field(default=32, static=True)
 
@@ -192,10 +198,11 @@ class Parallel(AbstractScanMethod):
 
     def _leaves(self, elems) -> Blocked | None:
         """The leaf scan (`Blocked` with this algorithm across the leaves), when the
-        sequence has more than one leaf."""
-        if self.leaf_size == 1 or _length(elems) <= self.leaf_size:
+        sequence has at least `leaf_size` leaves."""
+        if self.leaf_size == 1 or _length(elems) < self.leaf_size**2:
             return None
-        across = Parallel(self.algorithm, self.levels, self.min_loop_length, leaf_size=1)
+        levels = min(self.levels, _LEVELS_ACROSS_LEAVES)
+        across = Parallel(self.algorithm, levels, self.min_loop_length, leaf_size=1)
         return Blocked(block_size=self.leaf_size, outer=across)
 
     def _levels(self, n: int) -> int:
