@@ -1,5 +1,6 @@
 """`Parallel`: associative scans of logarithmic depth."""
 
+import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -9,7 +10,7 @@ import jax.lax as lax
 import jax.numpy as jnp
 
 from .. import _tree
-from .._monoid import AbstractMonoid
+from .._monoid import AbstractMonoid, has_lift
 from ._base import (
     AbstractScanMethod,
     check_int,
@@ -25,6 +26,12 @@ _ALGORITHMS = ("hybrid", "doubling", "associative_scan")
 # many as the inputs, so a few levels leave little to the doubling loop, and fewer
 # combines to compile.
 _LEVELS_ACROSS_LEAVES = 3
+_MIN_LEAF_SIZE = 32
+
+
+def _tree_size(tree) -> int:
+    """The number of scalars in a pytree of arrays (or shape-dtype structures)."""
+    return sum(math.prod(x.shape) for x in jax.tree.leaves(tree))
 
 
 def _length(elems: PyTree) -> int:
@@ -143,19 +150,21 @@ class Parallel(AbstractScanMethod):
       is large for large elements). Its reduction is a balanced tree of depth
       $\lceil \log_2 T \rceil$ (padding with the identity at odd levels).
 
-    **Serial leaves.** Whatever the algorithm, a sequence of $T \ge$ `leaf_size`
-    squared inputs (at least as many leaves as a leaf has inputs; shorter ones are
-    shallower without) is first cut into leaves of `leaf_size` inputs: each leaf is
+    **Serial leaves.** Whatever the algorithm, a sequence of $T \ge L_\text{leaf}^2$
+    inputs (at least as many leaves as a leaf has inputs; shorter ones are shallower
+    without) is first cut into leaves of $L_\text{leaf}$ inputs: each leaf is
     reduced by a loop (all leaves at once under `vmap`), the algorithm scans the
-    $\lceil T/\text{leaf\_size}\rceil$ leaf products, and each leaf is scanned by a
+    $\lceil T/L_\text{leaf}\rceil$ leaf products, and each leaf is scanned by a
     loop from the product (or state) before it (the three passes of `Blocked`, with
     `Parallel` across the leaves). This is the usual shape of a parallel scan on
     hardware with fewer processors than inputs: work $\approx 2T$ combines (or $T$
-    combines and $T$ acts), depth $2\,\text{leaf\_size} +$ the algorithm's depth on
-    $T/\text{leaf\_size}$ products, and only $T/\text{leaf\_size}$ products held
-    at once, so memory stays near the size of the output when elements are larger
-    than states (HMM matrices against probability vectors). `leaf_size=1` scans the
-    inputs with the algorithm directly.
+    combines and $T$ acts), depth $2L_\text{leaf} +$ the algorithm's depth on
+    $T/L_\text{leaf}$ products, and only $T/L_\text{leaf}$ products held at once.
+    By default $L_\text{leaf}$ is the smallest power of two that is at least 32 and
+    at least $2E/I$, for elements of $E$ numbers lifted from inputs of $I$ numbers,
+    so the leaf products take at most half the memory of the inputs (an HMM's
+    $K\times K$ elements against its $K$ log-likelihoods: 32 up to $K = 15$, 64 up
+    to $K = 31$). `leaf_size=1` scans the inputs with the algorithm directly.
 
     A reverse scan of `"hybrid"` or `"doubling"` is the forward scan of the reversed
     sequence with `combine`'s arguments swapped back; every algorithm calls
@@ -172,7 +181,8 @@ class Parallel(AbstractScanMethod):
       elements are left for the doubling loop: on fewer, doubling is about as cheap
       and shallower. So sequences shorter than $2^{L}$ `min_loop_length` get fewer
       levels (and compile faster).
-    - `leaf_size`: inputs per serial leaf (an `int` $\ge 1$; 1: no leaves).
+    - `leaf_size`: $L_\text{leaf}$, inputs per serial leaf (an `int` $\ge 1$, 1 for
+      no leaves), or `None` for the default above.
     """
 
     combines_with_init: ClassVar[bool] = True
@@ -180,10 +190,10 @@ class Parallel(AbstractScanMethod):
     algorithm: str = eqx.field(default="hybrid", static=True)
     levels: int = eqx.field(default=6, static=True)
     min_loop_length: int = eqx.field(default=16, static=True)
-    leaf_size: int = eqx.field(default=32, static=True)
+    leaf_size: int | None = eqx.field(default=None, static=True)
 
     def __check_init__(self):
-        check_int("Parallel", "leaf_size", self.leaf_size, 1)
+        check_int("Parallel", "leaf_size", self.leaf_size, 1, optional=True)
         if self.algorithm not in _ALGORITHMS:
             raise ValueError(
                 "Parallel(algorithm=...) must be 'hybrid', 'doubling' or 'associative_scan', "
@@ -196,14 +206,26 @@ class Parallel(AbstractScanMethod):
                 f"Parallel(min_loop_length=...) must be an int >= 1, got {self.min_loop_length!r}."
             )
 
-    def _leaves(self, elems) -> Blocked | None:
+    def _leaf_size(self, monoid, elems) -> int:
+        """`leaf_size`, or by default the smallest power of two that is at least 32 and
+        at least twice the ratio of an element's size to an input's (numbers in one
+        lifted element over numbers in one input)."""
+        if self.leaf_size is not None:
+            return self.leaf_size
+        like = _tree.like_element(elems)
+        element = jax.eval_shape(monoid.lift, like) if has_lift(monoid) else like
+        ratio = _tree_size(element) / max(_tree_size(like), 1)
+        return max(_MIN_LEAF_SIZE, 1 << max(math.ceil(2 * ratio) - 1, 0).bit_length())
+
+    def _leaves(self, monoid, elems) -> Blocked | None:
         """The leaf scan (`Blocked` with this algorithm across the leaves), when the
-        sequence has at least `leaf_size` leaves."""
-        if self.leaf_size == 1 or _length(elems) < self.leaf_size**2:
+        sequence has at least as many leaves as a leaf has inputs."""
+        size = self._leaf_size(monoid, elems)
+        if size == 1 or _length(elems) < size**2:
             return None
         levels = min(self.levels, _LEVELS_ACROSS_LEAVES)
         across = Parallel(self.algorithm, levels, self.min_loop_length, leaf_size=1)
-        return Blocked(block_size=self.leaf_size, outer=across)
+        return Blocked(block_size=size, outer=across)
 
     def _levels(self, n: int) -> int:
         """How many levels to unroll for length `n`."""
@@ -282,7 +304,7 @@ class Parallel(AbstractScanMethod):
     # ----------------------------------------------------------------------------------
 
     def prefix(self, monoid, elems, reverse):
-        if (leaves := self._leaves(elems)) is not None:
+        if (leaves := self._leaves(monoid, elems)) is not None:
             return leaves.prefix(monoid, elems, reverse)
         if self.algorithm == "hybrid":
             if reverse:
@@ -303,12 +325,12 @@ class Parallel(AbstractScanMethod):
         return _doubling(batched, identity, elems)
 
     def prefix_from(self, monoid, elems, start, reverse):
-        if (leaves := self._leaves(elems)) is not None:
+        if (leaves := self._leaves(monoid, elems)) is not None:
             return leaves.prefix_from(monoid, elems, start, reverse)
         return super().prefix_from(monoid, elems, start, reverse)
 
     def prefix_act(self, monoid, elems, init, reverse):
-        if (leaves := self._leaves(elems)) is not None:
+        if (leaves := self._leaves(monoid, elems)) is not None:
             return leaves.prefix_act(monoid, elems, init, reverse)
         if self.algorithm == "hybrid":
             if reverse:
@@ -317,12 +339,12 @@ class Parallel(AbstractScanMethod):
         return super().prefix_act(monoid, elems, init, reverse)
 
     def states(self, monoid, elems, init, reverse, exclusive=False, readout=None):
-        if (leaves := self._leaves(elems)) is not None:  # (the readout inside the loops)
+        if (leaves := self._leaves(monoid, elems)) is not None:  # (the readout inside the loops)
             return leaves.states(monoid, elems, init, reverse, exclusive, readout)
         return super().states(monoid, elems, init, reverse, exclusive, readout)
 
     def total(self, monoid, elems):
-        if (leaves := self._leaves(elems)) is not None:
+        if (leaves := self._leaves(monoid, elems)) is not None:
             return leaves.total(monoid, elems)
         if self.algorithm == "hybrid":
             return self._forward_total(monoid, elems)
