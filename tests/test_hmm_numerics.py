@@ -330,6 +330,22 @@ def test_tolerance_is_dtype_aware():
         hmm.hmm_filter(*_cast(jnp.float64, pi, a * (1 + 1e-6), ll))
 
 
+@pytest.mark.parametrize("entry", [hmm.hmm_filter, hmm.hmm_smoother], ids=lambda f: f.__name__)
+def test_parallel_memory_at_a_million_steps(entry):
+    """Compiled, not run: at T = 1e6, K = 20 (float32) `method="parallel"` holds at most
+    3x its outputs (outputs and temporaries alive at once, XLA's buffer assignment):
+    its leaves lift the (T, K, K) elements inside loops and keep one product per leaf.
+    The transition matrix is concrete, as when called directly."""
+    t, k = 10**6, 20
+    a = np.full((k, k), 1.0 / k, np.float32)
+    shapes = [jax.ShapeDtypeStruct(s, jnp.float32) for s in [(k,), (t, k)]]
+    run = jax.jit(lambda pi, ll: entry(pi, a, ll, method="parallel"))
+    memory = run.lower(*shapes).compile().memory_analysis()
+    out = memory.output_size_in_bytes
+    assert out >= t * k * 4 * 2  # (filtered and predicted at least)
+    assert (out + memory.temp_size_in_bytes) / out <= 3, memory.temp_size_in_bytes / out
+
+
 def test_parallel_viterbi_memory_at_a_million_steps():
     """Compiled, not run: the parallel Viterbi at T = 1e6, K = 20 (float32) asks XLA for
     a few times the (T, K, K) max-plus elements, not for every product's K^3 terms at

@@ -13,6 +13,7 @@ from helpers import tree_allclose
 
 import scanalg
 from scanalg import monoids as M
+from scanalg.models.hmm import HMMForward
 
 K = 4  # states of the integer maps
 PARALLEL = scanalg.Parallel()
@@ -297,3 +298,29 @@ def test_bad_arguments():
         scanalg.Parallel(levels=-1)
     with pytest.raises(ValueError, match="min_loop_length"):
         scanalg.Parallel(min_loop_length=0)
+    with pytest.raises(ValueError, match=r"Parallel\(leaf_size=...\) must be >= 1"):
+        scanalg.Parallel(leaf_size=0)
+    with pytest.raises(TypeError, match=r"Parallel\(leaf_size=...\)"):
+        scanalg.Parallel(leaf_size=True)
+
+
+@pytest.mark.parametrize(
+    ("monoid", "input_shape", "leaf"),
+    [
+        (M.Sum(), (3,), 32),  # elements are the inputs
+        (HMMForward(jnp.eye(2)), (2,), 32),  # K x K + K numbers from K: ratio K + 1
+        (HMMForward(jnp.eye(15)), (15,), 32),
+        (HMMForward(jnp.eye(16)), (16,), 64),
+        (HMMForward(jnp.eye(31)), (31,), 64),
+        (HMMForward(jnp.eye(32)), (32,), 128),
+    ],
+)
+def test_default_leaf_size_grows_with_the_element(monoid, input_shape, leaf):
+    """The smallest power of two >= 32 and >= 2 x (element size / input size): the leaf
+    products never take more than half the inputs' memory. Leaves start at that many
+    leaves (and are the three passes of `Blocked` with that block size)."""
+    method = scanalg.Parallel()
+    assert method._leaf_size(monoid, jnp.zeros((10, *input_shape))) == leaf
+    assert method._leaves(monoid, jnp.zeros((leaf * leaf - 1, *input_shape))) is None
+    blocked = method._leaves(monoid, jnp.zeros((leaf * leaf, *input_shape)))
+    assert blocked.block_size == leaf and blocked.outer.leaf_size == 1
