@@ -287,8 +287,9 @@ def test_jit_vmap_grad_agree_with_sequential():
         value_and_grad = jax.value_and_grad(functools.partial(loss, method), argnums=(0, 1, 2))
         return _jit(jax.vmap(value_and_grad, in_axes=(0, 0, None)))(a, b, h0)
 
-    got, want = batched(DEEP), batched(scanalg.Sequential())
-    assert tree_allclose(got, want, rtol=1e-9, atol=1e-9)
+    want = batched(scanalg.Sequential())
+    for method in (DEEP, LEAVES):  # (21 inputs: 7 leaves of 3)
+        assert tree_allclose(batched(method), want, rtol=1e-9, atol=1e-9), method
 
 
 def test_bad_arguments():
