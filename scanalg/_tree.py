@@ -1,5 +1,6 @@
 """Small pytree helpers shared by the executor and the law checker."""
 
+import math
 from typing import Any
 
 import jax
@@ -11,6 +12,11 @@ PyTree = Any
 def like_element(elems: PyTree) -> PyTree:
     """Zeros with the structure, shapes and dtypes of one element of `elems`."""
     return jax.tree.map(lambda x: jnp.zeros(x.shape[1:], x.dtype), elems)
+
+
+def size(tree: PyTree) -> int:
+    """The number of scalars in a pytree of arrays (or shape-dtype structures)."""
+    return sum(math.prod(x.shape) for x in jax.tree.leaves(tree))
 
 
 def stack_one(element: PyTree) -> PyTree:

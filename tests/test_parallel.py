@@ -245,25 +245,18 @@ def test_program_size_does_not_grow_with_length(reverse):
         jax.eval_shape(lambda x, s: method.prefix_act(monoid, x, s, reverse), x, s)
         return prefix, dict(_Counting.calls)
 
+    def expected(unrolled, loops):
+        """`2L + 1` products (`L + 1` of each with a state), plus one per leaf loop."""
+        return (
+            {"combine": 2 * unrolled + 1 + loops, "act": 0},
+            {"combine": unrolled + 1 + loops // 2, "act": unrolled + 1 + loops // 2},
+        )
+
     direct = scanalg.Parallel(leaf_size=1)
-    assert (
-        count(direct, 10**3)
-        == count(direct, 10**6)
-        == (
-            {"combine": 2 * levels + 1, "act": 0},
-            {"combine": levels + 1, "act": levels + 1},
-        )
-    )
     # (at most 3 levels across leaves: 10^4 / 32 leaves are enough for all of them)
-    across = min(levels, 3)
-    assert (
-        count(PARALLEL, 10**4)
-        == count(PARALLEL, 10**6)
-        == (
-            {"combine": 2 * across + 3, "act": 0},
-            {"combine": across + 2, "act": across + 2},
-        )
-    )
+    cases = [(direct, 10**3, expected(levels, 0)), (PARALLEL, 10**4, expected(min(levels, 3), 2))]
+    for method, short, want in cases:
+        assert count(method, short) == count(method, 10**6) == want, method
     # Short sequences unroll fewer levels: 100 -> 50 -> 25 leaves 25 to the loop.
     _Counting.calls.update(combine=0, act=0)
     jax.eval_shape(lambda x: direct.prefix(monoid, x, reverse), jnp.zeros(100))

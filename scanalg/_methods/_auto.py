@@ -1,6 +1,5 @@
 """`Auto`: chooses a method from the backend, the length and the cost of a step."""
 
-import math
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -127,8 +126,7 @@ class Auto(AbstractScanMethod):
         if init is None:
             ops = count_ops(monoid.combine, like, like)
             return Blocked() if ops >= self.min_blocked_ops else Sequential()
-        size = sum(math.prod(x.shape) for x in jax.tree.leaves(like))
-        if size > self.max_blocked_act_size:
+        if _tree.size(like) > self.max_blocked_act_size:
             return Sequential()
         act = jax.make_jaxpr(monoid.act_input)(init, _tree.like_element(elems)).jaxpr
         blocked = _count_eqns(act) >= self.min_blocked_act_ops and (

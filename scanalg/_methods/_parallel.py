@@ -10,7 +10,7 @@ import jax.lax as lax
 import jax.numpy as jnp
 
 from .. import _tree
-from .._monoid import AbstractMonoid, has_lift
+from .._monoid import AbstractMonoid
 from ._base import (
     AbstractScanMethod,
     check_int,
@@ -27,11 +27,6 @@ _ALGORITHMS = ("hybrid", "doubling", "associative_scan")
 # combines to compile.
 _LEVELS_ACROSS_LEAVES = 3
 _MIN_LEAF_SIZE = 32
-
-
-def _tree_size(tree) -> int:
-    """The number of scalars in a pytree of arrays (or shape-dtype structures)."""
-    return sum(math.prod(x.shape) for x in jax.tree.leaves(tree))
 
 
 def _length(elems: PyTree) -> int:
@@ -212,10 +207,9 @@ class Parallel(AbstractScanMethod):
         lifted element over numbers in one input)."""
         if self.leaf_size is not None:
             return self.leaf_size
-        like = _tree.like_element(elems)
-        element = jax.eval_shape(monoid.lift, like) if has_lift(monoid) else like
-        ratio = _tree_size(element) / max(_tree_size(like), 1)
-        return max(_MIN_LEAF_SIZE, 1 << max(math.ceil(2 * ratio) - 1, 0).bit_length())
+        inputs = _tree.size(_tree.like_element(elems))
+        ratio = _tree.size(element_like(monoid, elems)) / max(inputs, 1)
+        return max(_MIN_LEAF_SIZE, 2 ** math.ceil(math.log2(max(2 * ratio, 1))))
 
     def _leaves(self, monoid, elems) -> Blocked | None:
         """The leaf scan (`Blocked` with this algorithm across the leaves), when the
