@@ -41,6 +41,12 @@ def distribution_problem(x: Array) -> Array:
     return bad_sign | jnp.any(jnp.abs(jnp.sum(x, axis=-1) - 1) > tol)
 
 
+def nan_or_positive_infinity(x: Array) -> Array:
+    """True if `x` has a NaN or a $+\\infty$ ($-\\infty$ is allowed): one max-reduction
+    (NaN propagates through it), with no boolean array the size of `x`."""
+    return ~(jnp.max(x, initial=-jnp.inf) < jnp.inf)
+
+
 def positive_count(value, name: str) -> int:
     """`value` as an `int` if it is a whole number >= 1: a `TypeError` naming `name` for
     anything else that is not an integer (a bool included: `True` is not a count), a

@@ -346,16 +346,48 @@ def test_parallel_memory_at_a_million_steps(entry):
     assert (out + memory.temp_size_in_bytes) / out <= 3, memory.temp_size_in_bytes / out
 
 
-def test_parallel_viterbi_memory_at_a_million_steps():
-    """Compiled, not run: the parallel Viterbi at T = 1e6, K = 20 (float32) asks XLA for
-    a few times the (T, K, K) max-plus elements, not for every product's K^3 terms at
-    once (35 GB)."""
+@pytest.mark.parametrize("method", ["parallel", "sequential"])
+def test_viterbi_memory_at_a_million_steps(method):
+    """Compiled, not run: the Viterbi path at T = 1e6, K = 20 (float32) holds at most 3x
+    its output (the int32 path): scores and back-pointers exist for one block of steps
+    at a time, not for all T x K (20x the output each)."""
     t, k = 10**6, 20
     shapes = [jax.ShapeDtypeStruct(s, jnp.float32) for s in [(k,), (k, k), (t, k)]]
-    run = jax.jit(lambda *args: hmm.hmm_posterior_mode(*args, method="parallel"))
+    run = jax.jit(lambda *args: hmm.hmm_posterior_mode(*args, method=method))
     memory = run.lower(*shapes).compile().memory_analysis()
-    elements = t * k * k * 4
-    assert memory.temp_size_in_bytes < 5 * elements, memory.temp_size_in_bytes / 1e9
+    out = memory.output_size_in_bytes
+    assert out == t * 4
+    assert (out + memory.temp_size_in_bytes) / out <= 3, memory.temp_size_in_bytes / out
+
+
+# Long enough for the Viterbi pass to work in blocks (N * K over 2 * 2**18: blocks of
+# 2**16 steps at K = 4, the last one partial).
+_BLOCKED_STEPS, _BLOCKED_STATES = 2 * 2**16 + 1001, 4
+
+
+@functools.cache
+def _blocked_viterbi_problem(time_varying):
+    rng = np.random.default_rng(21)
+    pi, a, ll = random_hmm(rng, _BLOCKED_STEPS, _BLOCKED_STATES, time_varying=time_varying)
+    if not time_varying:  # one sequence
+        return (pi, a, ll), None, viterbi(pi, a, ll)
+    # sequences across the block boundaries (2**16, 2**17), and one of length one
+    lengths = np.array([40000, 25529, 1, 5, 3, 66535])
+    assert lengths.sum() == _BLOCKED_STEPS
+    bounds = np.concatenate([[0], np.cumsum(lengths)])
+    paths = [viterbi(pi, a[lo : hi - 1], ll[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    return (pi, a, ll), lengths, np.concatenate(paths)
+
+
+@pytest.mark.parametrize("time_varying", [False, True], ids=["one-fixed", "ragged-tv"])
+@pytest.mark.parametrize("method", CORE_METHODS, ids=repr)
+def test_viterbi_in_blocks_matches_the_recursion(method, time_varying):
+    """Past the block threshold the path is still the exact Viterbi path (a NumPy
+    log-space recursion, float64): one sequence with a fixed matrix, and a ragged batch
+    with a time-varying matrix whose sequences end around the block boundaries."""
+    (pi, a, ll), lengths, expected = _blocked_viterbi_problem(time_varying)
+    path = hmm.hmm_posterior_mode(pi, a, ll, lengths=lengths, method=method)
+    np.testing.assert_array_equal(path, expected)
 
 
 # --------------------------------------------------------------------------------------

@@ -17,7 +17,12 @@ from jaxtyping import Array, ArrayLike, Float, Scalar
 from ..._methods import AbstractScanMethod
 from ..._numerics import finite_or_zero, normalise, safe_log, tree_sum
 from ..._scan import scan
-from ..._validate import checks_arguments, distribution_problem, float_dtype
+from ..._validate import (
+    checks_arguments,
+    distribution_problem,
+    float_dtype,
+    nan_or_positive_infinity,
+)
 from ...monoids import Dual
 from ._inference import HMMPosterior, check_shapes, checked, hmm_filter
 from ._monoids import HMMBackward, HMMForward, ScaledMatrix
@@ -56,9 +61,7 @@ def _check(transition_matrix, log_likelihoods):
         "Every row of `transition_matrix` must be a probability vector (nonnegative, no "
         "NaN, summing to one along the last axis).",
     )
-    ll = eqx.error_if(
-        ll, jnp.any(jnp.isnan(ll) | (ll == jnp.inf)), "`log_likelihoods` contains NaN or +inf."
-    )
+    ll = eqx.error_if(ll, nan_or_positive_infinity(ll), "`log_likelihoods` contains NaN or +inf.")
     return a, ll, a.ndim == 3
 
 

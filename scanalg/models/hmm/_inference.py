@@ -63,8 +63,14 @@ from ..._numerics import (
 )
 from ..._scan import scan
 from ..._segments import Segments
-from ..._validate import checks_arguments, distribution_problem, float_dtype, positive_count
-from ...monoids import FiniteFunction
+from ..._validate import (
+    checks_arguments,
+    distribution_problem,
+    float_dtype,
+    nan_or_positive_infinity,
+    positive_count,
+)
+from ...monoids import FiniteFunction, Segmented
 from ._forms import (
     AbstractForm,
     LogProbabilities,
@@ -259,7 +265,7 @@ def validated_model(initial_probs, transition_matrix, log_likelihoods, lengths) 
             distribution_problem(a),
             f"Every row of `transition_matrix` must be a probability vector {rule}.",
         ),
-        (jnp.any(jnp.isnan(ll) | (ll == jnp.inf)), "`log_likelihoods` contains NaN or +inf."),
+        (nan_or_positive_infinity(ll), "`log_likelihoods` contains NaN or +inf."),
     ]
     for bad, message in checks:
         pi = eqx.error_if(pi, bad, message)
@@ -387,28 +393,93 @@ def _sample(form: AbstractForm, forward: _Filtered, u: Array, method) -> Array:
     return jnp.concatenate([earlier, lasts[-1:]])
 
 
+# The Viterbi pass holds the scores and back-pointers of at most about this many
+# (step, state) pairs at once (see `_mode`).
+_MODE_BLOCK_ENTRIES = 2**18
+
+
+def _mode_blocks(num_steps: int, num_states: int) -> tuple[int, int]:
+    """`(block length, number of blocks)` for `_mode`: one block up to twice
+    `_MODE_BLOCK_ENTRIES` pairs, else blocks of a power-of-two length holding at most
+    `_MODE_BLOCK_ENTRIES` pairs (the last one may run past the end)."""
+    if num_steps * num_states <= 2 * _MODE_BLOCK_ENTRIES:
+        return num_steps, 1
+    size = 1 << max(0, (_MODE_BLOCK_ENTRIES // num_states).bit_length() - 1)
+    return size, -(-num_steps // size)
+
+
 def _mode(model: Model, method) -> Array:
-    """The packed Viterbi path."""
+    r"""The packed Viterbi path, by blocks of $L$ steps (checkpointing).
+
+    A forward pass over the blocks keeps only the max-plus state before each block;
+    a reverse pass over the blocks recomputes one block's scores from its checkpoint,
+    its back-pointers $\psi_{t+1}$, and backtraces it from the state its successor
+    chose (a reverse scan of `FiniteFunction`). So at most $L \times K$ scores and
+    pointers are held at once, for about twice the forward work; a short sequence is
+    one block (no checkpoint, one forward scan). Within a block every scan uses
+    `method`. The move out of each sequence's last step is the constant map to its best
+    last state, so the backtrace restarts there by itself (also at a block's end).
+    """
     segs, ll = model.segs, model.ll
+    n, k = ll.shape
+    size, num_blocks = _mode_blocks(n, k)
     log_a = safe_log(model.a)
-    if model.time_varying:
-        monoid, moves = MaxPlus(), LogMatrix(log_a, ll[:-1])
-    else:
-        monoid, moves = MaxPlus(log_a), ll[:-1]
+    if model.time_varying and n == 1:  # (no move: a placeholder for the unused one)
+        log_a = jnp.zeros((1, k, k), log_a.dtype)
     log_pi = safe_log(model.pi)
     init = log_pi - finite_or_zero(jnp.max(log_pi))
-    scores = segs.scan_forward(monoid, moves, init=init, method=method) + ll
-    pointers = _best_predecessors(model, scores[:-1], log_a)
-    lasts = jnp.argmax(scores[segs.last], axis=-1).astype(jnp.int32)
-    pointers = segs.restart_reverse(pointers, segs.per_step(lasts)[:-1, None])
-    earlier = scan(FiniteFunction(), pointers, init=lasts[-1], reverse=True, method=method)
-    return jnp.concatenate([earlier, lasts[-1:]])
+    monoid = MaxPlus() if model.time_varying else MaxPlus(log_a)
+    restarts = None if segs.single else Segmented(monoid, reset=init)
+
+    def ends(steps):  # (no flag array for one sequence)
+        return steps == n - 1 if segs.single else segs.ends[steps]
+
+    def block(b):
+        """Block `b`'s steps (clamped at the end: steps past it are never used)."""
+        steps = jnp.minimum(b * size + jnp.arange(size), n - 1)
+        a = log_a[jnp.minimum(steps, log_a.shape[0] - 1)] if model.time_varying else log_a
+        return steps, ll[steps], a
+
+    def states(before, b):
+        """The max-plus state before each step of block `b`, and after its last move."""
+        steps, lik, a = block(b)
+        moves = LogMatrix(a, lik) if model.time_varying else lik
+        if restarts is None:
+            after = scan(monoid, moves, init=before, method=method)
+        else:
+            after = scan(restarts, (segs.starts[steps], moves), init=before, method=method)
+        stepwise = jnp.concatenate([before[None], after[:-1]])
+        if restarts is not None:
+            stepwise = jnp.where(segs.starts[steps][:, None], init, stepwise)
+        return stepwise, after[-1]
+
+    def forward(before, b):
+        after = states(before, b)[1]
+        return after, after
+
+    blocks = jnp.arange(num_blocks)
+    _, checkpoints = jax.lax.scan(forward, init, blocks[:-1])
+    checkpoints = jnp.concatenate([init[None], checkpoints])
+
+    def backward(following, inputs):
+        b, before = inputs
+        steps, lik, a = block(b)
+        scores = states(before, b)[0] + lik
+        pointers = _best_predecessors(model, scores, a)
+        best = jnp.argmax(scores, axis=-1).astype(jnp.int32)
+        pointers = jnp.where(ends(steps)[:, None], best[:, None], pointers)
+        path = scan(FiniteFunction(), pointers, init=following, reverse=True, method=method)
+        return path[0], path
+
+    last = jnp.zeros((), jnp.int32)  # (the state after the end: never used)
+    _, paths = jax.lax.scan(backward, last, (blocks, checkpoints), reverse=True)
+    return paths.reshape(-1)[:n]
 
 
 def _best_predecessors(model: Model, scores: Array, log_a: Array) -> Array:
     r"""$\psi_t[j] = \arg\max_i \delta_t[i] + \log A_t[i, j]$ (ties to the smallest $i$),
-    shape `(N-1, K)`: a loop over $i$ with `(N-1, K)` temporaries (the `(N-1, K, K)`
-    candidates at once would not fit at a million steps)."""
+    shape `(L, K)` for `(L, K)` scores: a loop over $i$ with `(L, K)` temporaries (not
+    the `(L, K, K)` candidates at once)."""
 
     def body(i, carry):
         best, arg = carry
