@@ -401,7 +401,7 @@ _MODE_BLOCK_ENTRIES = 2**18
 def _mode_blocks(num_steps: int, num_states: int) -> tuple[int, int]:
     """`(block length, number of blocks)` for `_mode`: one block up to twice
     `_MODE_BLOCK_ENTRIES` pairs, else blocks of a power-of-two length holding at most
-    `_MODE_BLOCK_ENTRIES` pairs (the last one may run past the end)."""
+    `_MODE_BLOCK_ENTRIES` pairs."""
     if num_steps * num_states <= 2 * _MODE_BLOCK_ENTRIES:
         return num_steps, 1
     size = 1 << max(0, (_MODE_BLOCK_ENTRIES // num_states).bit_length() - 1)
@@ -411,14 +411,18 @@ def _mode_blocks(num_steps: int, num_states: int) -> tuple[int, int]:
 def _mode(model: Model, method) -> Array:
     r"""The packed Viterbi path, by blocks of $L$ steps (checkpointing).
 
-    A forward pass over the blocks keeps only the max-plus state before each block;
-    a reverse pass over the blocks recomputes one block's scores from its checkpoint,
-    its back-pointers $\psi_{t+1}$, and backtraces it from the state its successor
-    chose (a reverse scan of `FiniteFunction`). So at most $L \times K$ scores and
-    pointers are held at once, for about twice the forward work; a short sequence is
-    one block (no checkpoint, one forward scan). Within a block every scan uses
-    `method`. The move out of each sequence's last step is the constant map to its best
-    last state, so the backtrace restarts there by itself (also at a block's end).
+    A forward pass over the blocks keeps only the max-plus state before each block.
+    A reverse pass over the blocks scans one block again from its checkpoint, takes
+    the back-pointers $\psi_{t+1}[j] = \arg\max_i \delta_t[i] + \log A_t[i, j]$ of
+    its scores $\delta_t$, then backtraces the block from the state its successor
+    chose (a reverse scan of `FiniteFunction`), writing its part of the path in place.
+    So at most $L \times K$ scores and back-pointers are held at once, for about twice
+    the forward work; a short sequence is one block (no checkpoint). Within a block
+    every scan uses `method`. The last block ends at the last step (it overlaps the
+    one before, which then rewrites the overlap from the state that the last block
+    chose after it). The move out of each sequence's last step is the constant map to
+    its best last state, so the backtrace restarts there by itself. Ties go to the
+    smallest state index.
     """
     segs, ll = model.segs, model.ll
     n, k = ll.shape
@@ -429,51 +433,51 @@ def _mode(model: Model, method) -> Array:
     log_pi = safe_log(model.pi)
     init = log_pi - finite_or_zero(jnp.max(log_pi))
     monoid = MaxPlus() if model.time_varying else MaxPlus(log_a)
-    restarts = None if segs.single else Segmented(monoid, reset=init)
+    chain = monoid if segs.single else Segmented(monoid, reset=init)
 
-    def ends(steps):  # (no flag array for one sequence)
-        return steps == n - 1 if segs.single else segs.ends[steps]
+    def start(b):
+        return jnp.minimum(b * size, n - size)
 
     def block(b):
-        """Block `b`'s steps (clamped at the end: steps past it are never used)."""
-        steps = jnp.minimum(b * size + jnp.arange(size), n - 1)
+        """Block `b`'s steps, the matrices of their moves and the scan inputs (the move
+        out of the last step is a placeholder: it is never used)."""
+        steps = start(b) + jnp.arange(size)
         a = log_a[jnp.minimum(steps, log_a.shape[0] - 1)] if model.time_varying else log_a
-        return steps, ll[steps], a
+        moves = LogMatrix(a, ll[steps]) if model.time_varying else ll[steps]
+        return steps, a, (moves if segs.single else (segs.starts[steps], moves))
 
-    def states(before, b):
-        """The max-plus state before each step of block `b`, and after its last move."""
-        steps, lik, a = block(b)
-        moves = LogMatrix(a, lik) if model.time_varying else lik
-        if restarts is None:
-            after = scan(monoid, moves, init=before, method=method)
-        else:
-            after = scan(restarts, (segs.starts[steps], moves), init=before, method=method)
-        stepwise = jnp.concatenate([before[None], after[:-1]])
-        if restarts is not None:
-            stepwise = jnp.where(segs.starts[steps][:, None], init, stepwise)
-        return stepwise, after[-1]
-
-    def forward(before, b):
-        after = states(before, b)[1]
-        return after, after
+    def forward(before, b):  # the state before block b + 1's first step
+        after = scan(chain, block(b)[2], init=before, method=method)
+        following = after[start(b + 1) - start(b) - 1]
+        return following, following
 
     blocks = jnp.arange(num_blocks)
     _, checkpoints = jax.lax.scan(forward, init, blocks[:-1])
     checkpoints = jnp.concatenate([init[None], checkpoints])
 
-    def backward(following, inputs):
+    def backward(carry, inputs):  # carry: the path so far, the state after block b
+        path, following = carry
         b, before = inputs
-        steps, lik, a = block(b)
-        scores = states(before, b)[0] + lik
-        pointers = _best_predecessors(model, scores, a)
+        steps, a, xs = block(b)
+        after = scan(chain, xs, init=before, method=method)
+        stepwise = jnp.concatenate([before[None], after[:-1]])
+        if not segs.single:
+            stepwise = jnp.where(segs.starts[steps][:, None], init, stepwise)
+        scores = stepwise + ll[steps]
+        psi = _best_predecessors(model, scores, a)
         best = jnp.argmax(scores, axis=-1).astype(jnp.int32)
-        pointers = jnp.where(ends(steps)[:, None], best[:, None], pointers)
-        path = scan(FiniteFunction(), pointers, init=following, reverse=True, method=method)
-        return path[0], path
+        at_ends = steps == n - 1 if segs.single else segs.ends[steps]
+        psi = jnp.where(at_ends[:, None], best[:, None], psi)
+        part = scan(FiniteFunction(), psi, init=following, reverse=True, method=method)
+        path = jax.lax.dynamic_update_slice_in_dim(path, part, start(b), axis=0)
+        previous = jnp.maximum(b - 1, 0)  # (block 0's value is not used)
+        following = part[jnp.minimum(start(previous) + size - start(b), size - 1)]
+        return (path, following), None
 
-    last = jnp.zeros((), jnp.int32)  # (the state after the end: never used)
-    _, paths = jax.lax.scan(backward, last, (blocks, checkpoints), reverse=True)
-    return paths.reshape(-1)[:n]
+    empty = jnp.zeros(n, jnp.int32)
+    after_end = jnp.zeros((), jnp.int32)  # (never used: the last step is an end)
+    (path, _), _ = jax.lax.scan(backward, (empty, after_end), (blocks, checkpoints), reverse=True)
+    return path
 
 
 def _best_predecessors(model: Model, scores: Array, log_a: Array) -> Array:
