@@ -2,6 +2,11 @@
 
 - Every script in `examples/` runs to completion at small sizes
   (`SCANALG_EXAMPLE_SMALL=1`, `MPLBACKEND=Agg`, a fresh working directory).
+- Scripts and pages run as `__main__` in one long-lived Python process (`_Runner`),
+  one after another, each in a fresh namespace with JAX's and Hypothesis's settings
+  restored after it: one interpreter start and one `import jax` for all of them. A
+  program that sets the number of CPU devices (which only a fresh process can) runs
+  in its own process.
 - The Python code blocks of every documentation page run, in order, as one program
   (a block right after a `<!-- not-run -->` line is skipped, and so is a block that
   only includes an example file, which runs as an example).
@@ -14,6 +19,7 @@
 
 import importlib
 import inspect
+import json
 import os
 import re
 import subprocess
@@ -61,6 +67,85 @@ def _failure(proc: subprocess.CompletedProcess) -> str:
     return f"exit code {proc.returncode}\n--- stdout ---\n{out}\n--- stderr ---\n{err}"
 
 
+# The runner: reads `{"path", "cwd", "result"}` requests (one JSON line each) and runs
+# each program as `__main__`, writing `{"returncode", "stdout", "stderr"}` to `result`
+# and then the request's line back (the parent waits for that line; anything else the
+# process prints, e.g. from C++, is skipped).
+_RUNNER = """
+import contextlib, io, json, os, runpy, sys, traceback
+import hypothesis
+import jax
+
+saved = {name: getattr(jax.config, name) for name in ("jax_enable_x64",)}
+for line in sys.stdin:
+    request = json.loads(line)
+    os.chdir(request["cwd"])
+    sys.argv = [request["path"]]
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            runpy.run_path(request["path"], run_name="__main__")
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BaseException:
+        code = 1
+        err.write(traceback.format_exc())
+    for name, value in saved.items():
+        jax.config.update(name, value)
+    hypothesis.settings.load_profile("default")
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
+    with open(request["result"], "w") as f:
+        json.dump({"returncode": code, "stdout": out.getvalue(), "stderr": err.getvalue()}, f)
+    sys.stdout.write(line)
+    sys.stdout.flush()
+"""
+
+
+class _Runner:
+    """One Python process that runs the scripts one after another (see the module
+    docstring)."""
+
+    def __init__(self):
+        self.process = None
+
+    def run(self, script: Path, cwd: Path) -> subprocess.CompletedProcess:
+        if "jax_num_cpu_devices" in script.read_text():  # (a fresh process only)
+            return _run([str(script)], cwd=cwd)
+        if self.process is None or self.process.poll() is not None:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", _RUNNER],
+                env=_env(),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+        result = cwd / "result.json"
+        request = json.dumps({"path": str(script), "cwd": str(cwd), "result": str(result)})
+        self.process.stdin.write(request + "\n")
+        self.process.stdin.flush()
+        for line in self.process.stdout:
+            if line.strip() == request:
+                done = json.loads(result.read_text())
+                return subprocess.CompletedProcess(
+                    [str(script)], done["returncode"], done["stdout"], done["stderr"]
+                )
+        pytest.fail(f"the runner process stopped while running {script}")
+
+    def close(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.stdin.close()
+            self.process.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def runner():
+    r = _Runner()
+    yield r
+    r.close()
+
+
 def _code_blocks(page: Path) -> list[str]:
     """The page's ```python blocks, except those right after `<!-- not-run -->` and
     those that only include a file (`--8<-- "examples/..."`, run as an example)."""
@@ -94,8 +179,8 @@ def test_examples_exist():
 
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=[p.name for p in EXAMPLES])
-def test_example_runs(script: Path, tmp_path: Path):
-    proc = _run([str(script)], cwd=tmp_path)
+def test_example_runs(script: Path, tmp_path: Path, runner: _Runner):
+    proc = runner.run(script, cwd=tmp_path)
     assert proc.returncode == 0, _failure(proc)
     for page, pasted in _pasted_outputs().get(f"examples/{script.name}", []):
         printed = set(proc.stdout.splitlines())
@@ -119,11 +204,11 @@ hypothesis.settings.load_profile("docs")
 
 
 @pytest.mark.parametrize("page", _RUNNABLE, ids=[str(p.relative_to(DOCS)) for p in _RUNNABLE])
-def test_docs_code_runs(page: Path, tmp_path: Path):
+def test_docs_code_runs(page: Path, tmp_path: Path, runner: _Runner):
     program = "\n\n".join([_PRELUDE, *_code_blocks(page)])
     source = tmp_path / (page.stem.replace("-", "_") + ".py")
     source.write_text(program)
-    proc = _run([str(source)], cwd=tmp_path)
+    proc = runner.run(source, cwd=tmp_path)
     assert proc.returncode == 0, f"code in {page.relative_to(ROOT)} failed: " + _failure(proc)
 
 

@@ -160,7 +160,7 @@ class Probabilities(AbstractForm):
             lik = m.ll
         else:  # one multiplication per state in the loop; at a first step the state is
             # pi, so the shift is over its support
-            lik = Evidence.of(m.ll, jnp.where(m.segs.starts[:, None], m.pi > 0, True))
+            lik = Evidence.of(m.ll, m.pi > 0, m.segs.first)
         return m.segs.scan_forward(monoid, self._moves(lik), init=m.pi, method=resolved)
 
     def _moves(self, lik):

@@ -21,7 +21,7 @@ from typing import ClassVar, NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float
+from jaxtyping import Array, Bool, Float, Int
 
 from ..._monoid import AbstractMonoid, ActionDirection
 from ..._numerics import (
@@ -71,20 +71,31 @@ class Evidence(NamedTuple):
 
     @classmethod
     def of(
-        cls, log_likelihood: Float[Array, "*t K"], support: Bool[Array, "*t K"] | None = None
+        cls,
+        log_likelihood: Float[Array, "t K"],
+        support: Bool[Array, " K"] | None = None,
+        rows: Int[Array, " r"] | None = None,
     ) -> "Evidence":
-        """The evidence for log-likelihoods with any leading axes (e.g. `(T, K)`).
+        """The evidence for log-likelihoods of shape `(T, K)`.
 
-        With `support` (where the state it will act on may be positive), the shift is
-        the largest log-likelihood on the support and `scaled` is zero off it: for the
-        first step of a sequence, whose state is the initial distribution.
+        With `support` (where the state it will act on may be positive) and `rows`
+        (indices along time), the shift of those rows is the largest log-likelihood on
+        the support: for the first step of each sequence, whose state is the initial
+        distribution. `scaled` is capped at one, so it stays finite off the support
+        (where the state is zero). (No mask on every row: it costs more than the
+        exponentials.)
         """
-        if support is None:
-            masked = log_likelihood
-        else:
-            masked = jnp.where(support, log_likelihood, -jnp.inf)
-        shift = jax.lax.stop_gradient(finite_or_zero(reduce_states(jnp.maximum, masked)))
-        scaled = jnp.exp(masked - shift[..., None])
+
+        def largest(ll):
+            return jax.lax.stop_gradient(finite_or_zero(reduce_states(jnp.maximum, ll)))
+
+        shift = largest(log_likelihood)
+        if support is not None:
+            masked = jnp.where(support, log_likelihood[rows], -jnp.inf)
+            shift = shift.at[rows].set(largest(masked))
+        exponent = log_likelihood - shift[..., None]
+        # (`where`, not `minimum`: at a tie `minimum` would halve the gradient)
+        scaled = jnp.exp(jnp.where(exponent > 0, 0, exponent))
         return cls(log_likelihood, scaled, shift)
 
 
@@ -147,13 +158,20 @@ def condition(
     if isinstance(log_scale, Evidence):
         weights = state * log_scale.scaled
         return weights, normalise(weights), log_scale.shift
+    scaled, shift = _support_scaled(state, log_scale)
+    weights = state * scaled
+    return weights, normalise(weights), shift
+
+
+def _support_scaled(state: Array, log_scale: Array) -> tuple[Array, Array]:
+    r"""$(e^{r - m}, m)$ with $m$ the largest $r_i$ on the support of `state` (zero
+    off the support)."""
     # (The lowest finite number, not -inf, for an empty support: one fused kernel
     # less in a loop step, and off-support entries are masked before the `exp`.)
     floor = jnp.finfo(log_scale.dtype).min
     top = jnp.max(jnp.where(state > 0, log_scale, floor))
     shift = jax.lax.stop_gradient(jnp.maximum(top, floor))  # -inf on the support
-    weights = state * jnp.exp(jnp.where(state > 0, log_scale - shift, -jnp.inf))
-    return weights, normalise(weights), shift
+    return jnp.exp(jnp.where(state > 0, log_scale - shift, -jnp.inf)), shift
 
 
 def predict(
@@ -193,25 +211,34 @@ def filter_readout(
     and the row sums $M\mathbf{1}$ of the step's matrix (ones for a step that moves
     nothing).
 
-    The log-normaliser is computed without bias from rounding: both sums,
-    $\sum_i q_i (M\mathbf{1})_i$ and $\sum_i p_i$ (one in exact arithmetic, but off by
-    an ulp after rounding in a long product), are kept in double-word arithmetic
-    (`compensated_sum`). A sum near one rounds on an uneven grid (the float spacing just
-    above one is twice that just below), which biases $\log$ of it by a fraction of an
-    ulp at every step: over a million float32 steps, $10^{-2}$.
+    The log-normaliser is computed without bias from rounding, as $m +
+    \operatorname{log1p}(x)$ with $m$ the largest $\ell_i$ on the support of $p$ and
 
-    Meant for all steps at once under `vmap`, after the loop (every extra kernel in a
-    loop body costs more than the whole vectorised pass); the sums over the states
+    $$x = \frac{\sum_i p_i \bigl(d_i (M\mathbf{1})_i + (M\mathbf{1})_i - 1\bigr)}
+      {\sum_i p_i}, \qquad d_i = e^{\ell_i - m} - 1$$
+
+    ($e^{\ell_i - m} \le 1$ is correctly rounded, and subtracting one from it is
+    exact): no sum is rounded near one. A sum near one rounds on an uneven grid (the
+    float spacing just above one is twice that just below), which biases $\log$ of it
+    by a fraction of an ulp at every step: over a million float32 steps, $10^{-2}$.
+
+    Meant for all steps at once under `vmap`, after the loop; the sums over the states
     use `reduce_states`.
     """
-    weights, _, shift = condition(state, log_likelihood)
+    scaled, shift = _support_scaled(state, log_likelihood)
+    weights = state * scaled
     total = reduce_states(jnp.add, weights)
     filtered = weights / jnp.where(total > 0, total, 1)[..., None]
-    # (Not differentiated: one in exact arithmetic after the first step, and at the
-    # first step the gradient is the path sum's, for any nonnegative initial weights.)
-    mass = jax.lax.stop_gradient(compensated_sum(state))
-    log_normaliser = shift + log_compensated(*compensated_sum(weights * row_sums))
-    log_normaliser = jnp.where(mass[0] > 0, log_normaliser - log_compensated(*mass), -jnp.inf)
+    # The mass is not differentiated: one in exact arithmetic after the first step, and
+    # at the first step the gradient is the path sum's, for any nonnegative initial
+    # weights. `state - sg(state)` (zero) gives the sum the gradient of q . M1.
+    mass = jax.lax.stop_gradient(reduce_states(jnp.add, state))
+    moved = state * ((scaled - 1) * row_sums + (row_sums - 1)) + (
+        state - jax.lax.stop_gradient(state)
+    )
+    ratio = reduce_states(jnp.add, moved) / jnp.where(mass > 0, mass, 1)
+    live = (mass > 0) & (ratio > -1)
+    log_normaliser = jnp.where(live, shift + jnp.log1p(jnp.where(live, ratio, 0)), -jnp.inf)
     return FilterReadout(filtered, log_normaliser)
 
 
