@@ -134,9 +134,10 @@ class _Runner:
         pytest.fail(f"the runner process stopped while running {script}")
 
     def close(self):
-        if self.process is not None and self.process.poll() is None:
+        if self.process is not None:
             self.process.stdin.close()
             self.process.wait(timeout=60)
+            self.process.stdout.close()
 
 
 @pytest.fixture(scope="module")
