@@ -718,6 +718,11 @@ def hmm_posterior_mode(
     (with `lengths`, the move out of each sequence is the constant map to its best last
     state). Ties go to the smallest state index.
 
+    Long sequences are worked in blocks of $L$ steps (checkpointing): besides the path,
+    the pass holds the scores and back-pointers of one block ($L K \le 2^{18}$) and one
+    max-plus state ($K$ numbers) per block, at the price of a second forward scan of
+    each block.
+
     **Arguments:** as for `hmm_filter`.
 
     **Returns:**
