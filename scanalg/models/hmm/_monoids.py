@@ -61,8 +61,9 @@ class Evidence(NamedTuple):
     **Fields:**
 
     - `log_likelihood`: $\ell$, shape `(K,)` (entries finite or $-\infty$).
-    - `scaled`: $e^{\ell - m}$, shape `(K,)`.
-    - `shift`: $m = \max_k \ell_k$ (zero if that is not finite), shape `()`.
+    - `scaled`: $e^{\min(\ell - m, 0)}$, shape `(K,)`.
+    - `shift`: $m = \max_k \ell_k$ (or the maximum over a support, see `Evidence.of`;
+      zero if that is not finite), shape `()`.
     """
 
     log_likelihood: Float[Array, "*t K"]
