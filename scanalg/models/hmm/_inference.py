@@ -451,10 +451,6 @@ def _mode(model: Model, method) -> Array:
         following = after[start(b + 1) - start(b) - 1]
         return following, following
 
-    blocks = jnp.arange(num_blocks)
-    _, checkpoints = jax.lax.scan(forward, init, blocks[:-1])
-    checkpoints = jnp.concatenate([init[None], checkpoints])
-
     def backward(carry, inputs):  # carry: the path so far, the state after block b
         path, following = carry
         b, before = inputs
@@ -476,6 +472,11 @@ def _mode(model: Model, method) -> Array:
 
     empty = jnp.zeros(n, jnp.int32)
     after_end = jnp.zeros((), jnp.int32)  # (never used: the last step is an end)
+    if num_blocks == 1:  # (no loops over blocks: a smaller program)
+        return backward((empty, after_end), (jnp.zeros((), jnp.int32), init))[0][0]
+    blocks = jnp.arange(num_blocks)
+    _, checkpoints = jax.lax.scan(forward, init, blocks[:-1])
+    checkpoints = jnp.concatenate([init[None], checkpoints])
     (path, _), _ = jax.lax.scan(backward, (empty, after_end), (blocks, checkpoints), reverse=True)
     return path
 
