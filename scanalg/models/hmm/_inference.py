@@ -473,7 +473,7 @@ def _mode(model: Model, method) -> Array:
     empty = jnp.zeros(n, jnp.int32)
     after_end = jnp.zeros((), jnp.int32)  # (never used: the last step is an end)
     if num_blocks == 1:  # (no loops over blocks: a smaller program)
-        return backward((empty, after_end), (jnp.zeros((), jnp.int32), init))[0][0]
+        return backward((empty, after_end), (0, init))[0][0]
     blocks = jnp.arange(num_blocks)
     _, checkpoints = jax.lax.scan(forward, init, blocks[:-1])
     checkpoints = jnp.concatenate([init[None], checkpoints])
