@@ -177,6 +177,20 @@ def _check_paths(paths, a):
         assert path[0] == 0 and np.all(a[path[:-1], path[1:]] > 0)
 
 
+@pytest.mark.parametrize("method", CORE_METHODS, ids=repr)
+def test_dense_model_likely_state_of_tiny_predicted_mass(method):
+    """A dense model (the probability form) whose observation favours, by 100 nats, a
+    state of predicted mass 1e-9: the step's likelihood is about 1e-9 of the
+    prediction's mass, far from one, and must keep its digits (not -inf in float32)."""
+    a = np.array([[1 - 1e-9, 1e-9], [1e-9, 1 - 1e-9]])
+    pi = np.array([1.0, 0.0])
+    ll = np.array([[0.0, 0.0], [-100.0, 0.0], [0.0, -3.0]])
+    exact = log_space_loglik(pi, a, ll)
+    for dtype, rtol in [(jnp.float64, 1e-12), (jnp.float32, 1e-6)]:
+        out = hmm.hmm_filter(*_cast(dtype, pi, a, ll), method=method)
+        np.testing.assert_allclose(float(out.marginal_loglik), exact, rtol=rtol)
+
+
 @pytest.mark.parametrize("method", CORE_METHODS, ids=[repr(m) for m in CORE_METHODS])
 def test_sparse_left_to_right_huge_loglikelihoods(method):
     """No clamping: a sparse left-to-right model with log-likelihoods of scale 100 gives

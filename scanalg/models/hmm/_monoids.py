@@ -222,6 +222,7 @@ def filter_readout(
     exact): no sum is rounded near one. A sum near one rounds on an uneven grid (the
     float spacing just above one is twice that just below), which biases $\log$ of it
     by a fraction of an ulp at every step: over a million float32 steps, $10^{-2}$.
+    For $x < -1/2$ it is $\log \sum_i q_i (M\mathbf{1})_i - \log \sum_i p_i$.
 
     Meant for all steps at once under `vmap`, after the loop; the sums over the states
     use `reduce_states`.
@@ -238,8 +239,12 @@ def filter_readout(
         state - jax.lax.stop_gradient(state)
     )
     ratio = reduce_states(jnp.add, moved) / jnp.where(mass > 0, mass, 1)
-    live = (mass > 0) & (ratio > -1)
-    log_normaliser = jnp.where(live, shift + jnp.log1p(jnp.where(live, ratio, 0)), -jnp.inf)
+    # Far from one (below 1/2) the quotient itself has no such bias, and `1 + ratio`
+    # would lose its digits (all of them for a likely state of tiny predicted mass).
+    near_one = ratio > -0.5
+    direct = safe_log(reduce_states(jnp.add, weights * row_sums)) - safe_log(mass)
+    log_ratio = jnp.where(near_one, jnp.log1p(jnp.where(near_one, ratio, 0)), direct)
+    log_normaliser = jnp.where(mass > 0, shift + log_ratio, -jnp.inf)
     return FilterReadout(filtered, log_normaliser)
 
 
