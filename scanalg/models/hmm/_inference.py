@@ -439,31 +439,31 @@ def _mode(model: Model, method) -> Array:
         return jnp.minimum(b * size, n - size)
 
     def block(b):
-        """Block `b`'s steps, the matrices of their moves and the scan inputs (the move
-        out of the last step is a placeholder: it is never used)."""
+        """Block `b`'s steps, their log-likelihoods, the matrices of their moves and the
+        scan inputs (the move out of the last step is a placeholder: never used)."""
         steps = start(b) + jnp.arange(size)
+        lik = ll[steps]
         a = log_a[jnp.minimum(steps, log_a.shape[0] - 1)] if model.time_varying else log_a
-        moves = LogMatrix(a, ll[steps]) if model.time_varying else ll[steps]
-        return steps, a, (moves if segs.single else (segs.starts[steps], moves))
+        moves = LogMatrix(a, lik) if model.time_varying else lik
+        return steps, lik, a, (moves if segs.single else (segs.starts[steps], moves))
 
     def forward(before, b):  # the state before block b + 1's first step
-        after = scan(chain, block(b)[2], init=before, method=method)
+        after = scan(chain, block(b)[3], init=before, method=method)
         following = after[start(b + 1) - start(b) - 1]
         return following, following
 
     def backward(carry, inputs):  # carry: the path so far, the state after block b
         path, following = carry
         b, before = inputs
-        steps, a, xs = block(b)
+        steps, lik, a, xs = block(b)
         after = scan(chain, xs, init=before, method=method)
         stepwise = jnp.concatenate([before[None], after[:-1]])
         if not segs.single:
             stepwise = jnp.where(segs.starts[steps][:, None], init, stepwise)
-        scores = stepwise + ll[steps]
+        scores = stepwise + lik
         psi = _best_predecessors(model, scores, a)
         best = jnp.argmax(scores, axis=-1).astype(jnp.int32)
-        at_ends = steps == n - 1 if segs.single else segs.ends[steps]
-        psi = jnp.where(at_ends[:, None], best[:, None], psi)
+        psi = jnp.where(segs.ends[steps][:, None], best[:, None], psi)
         part = scan(FiniteFunction(), psi, init=following, reverse=True, method=method)
         path = jax.lax.dynamic_update_slice_in_dim(path, part, start(b), axis=0)
         previous = jnp.maximum(b - 1, 0)  # (block 0's value is not used)
