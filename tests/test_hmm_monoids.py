@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 import scanalg
 from scanalg.hmm import (
+    Evidence,
     HMMBackward,
     HMMForward,
     HMMLogBackward,
@@ -221,3 +222,18 @@ def test_long_product_does_not_underflow(dtype):
     assert np.all(np.isfinite(total.log_scale))
     np.testing.assert_allclose(total.matrix.sum(-1), 1, rtol=1e-5)
     assert np.ptp(np.asarray(total.log_scale)) > 0
+
+
+def test_evidence_shifts_first_rows_over_the_support():
+    """`Evidence.of(ll, support, rows)`: the given rows are shifted by their largest
+    log-likelihood on the support, the others by their largest overall, and `scaled`
+    is exp(ll - shift) capped at one (finite off the support)."""
+    ll = np.array([[0.0, 5.0, -1.0], [2.0, -3.0, 1.0], [4.0, 0.5, -np.inf], [1.0, 1.0, 3.0]])
+    support = np.array([True, False, True])
+    rows = np.array([0, 2])
+    ev = Evidence.of(jnp.asarray(ll), jnp.asarray(support), jnp.asarray(rows))
+    shift = np.array([0.0, 2.0, 4.0, 3.0])
+    np.testing.assert_array_equal(ev.shift, shift)
+    np.testing.assert_allclose(ev.scaled, np.exp(np.minimum(ll - shift[:, None], 0)))
+    assert ev.scaled[0, 1] == 1  # off the support, above the shift: capped
+    np.testing.assert_array_equal(Evidence.of(jnp.asarray(ll)).shift, ll.max(1))
