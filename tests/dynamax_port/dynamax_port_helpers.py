@@ -3,7 +3,7 @@ scanalg's functions with dynamax's signatures, bound to one method and jitted on
 method, so every case with the same shapes reuses one compiled function.
 
 The suites compile each function for every method and every shape that dynamax's tests
-use (about 150 programs), with the suite's cheaper XLA code generation
+use (about 250 programs), with the suite's cheaper XLA code generation
 (`tests/xla_codegen.py`).
 """
 
@@ -14,21 +14,26 @@ import types
 
 import jax
 import numpy as np
+from helpers import mesh, method_id
 
 import scanalg
 from scanalg.models.hmm._dynamax import dynamax_signature as hmm_signature
 from scanalg.models.lgssm._dynamax import dynamax_signature as lgssm_signature
 
-# The methods the ports run for: a loop, the parallel scan and blocks (what `Auto`
-# picks from; `helpers.all_methods` adds `Parallel(algorithm="associative_scan")`, small
-# blocks scanned in parallel and `Sharded`, which agree with these in the rest of the
-# suite, and each would add a fourth of the ports' compile time).
+# The methods the ports run for: every method class, as a user names it (`Auto()`
+# picks one of the others, and compiles the same programs, which the persistent
+# compilation cache then reads back), and `Sharded` over the suite's four in-process
+# CPU devices. (`helpers.all_methods` adds `Parallel(algorithm="associative_scan")`
+# and small blocks scanned in parallel, which agree with these in the rest of the
+# suite.)
 METHODS = (
     scanalg.Sequential(),
     scanalg.Parallel(),
     scanalg.Blocked(),
+    scanalg.Auto(),
+    scanalg.Sharded(mesh, "time"),
 )
-IDS = [repr(m) for m in METHODS]
+IDS = [method_id(m) for m in METHODS]
 
 
 # The suite's promotion settings (strict, when the suite sets them), for scanalg's code.
