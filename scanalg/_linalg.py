@@ -1,5 +1,7 @@
 """Small dense linear algebra shared by the model families (no family owns it)."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
@@ -88,28 +90,35 @@ def psd_cholesky(S: Float[Array, "n n"]) -> tuple[Float[Array, "n n"], Bool[Arra
     jaxlib 0.10, in `lapack_strsm_ffi`).
     """
     n = S.shape[-1]
-    rows = jnp.arange(n)
     tol = (4 * (n + 1) * jnp.finfo(S.dtype).eps) * jnp.abs(jnp.diagonal(S))
-
-    def column(j, carry):  # A: the Schur complement after the columns < j
-        A, L, bad = carry
-        col = A[:, j]
-        pivot = col[j]
-        zero = pivot <= tol[j]
-        below = rows > j
-        # PSD needs col_i^2 <= A_ii * pivot: with a zero pivot, a zero column.
-        loose = below & (col * col > 4 * (jnp.abs(jnp.diagonal(A)) + tol) * tol[j])
-        bad = bad | (pivot < -tol[j]) | (zero & jnp.any(loose))
-        d = jnp.sqrt(jnp.where(zero, 1, pivot))
-        lcol = jnp.where(zero | (rows < j), 0, jnp.where(below, col / d, d))
-        A = A - lcol[:, None] * lcol[None, :]
-        return A, jnp.where((rows == j)[None, :], lcol[:, None], L), bad
-
     # A loop, not unrolled: compile time stays flat in n (these run under `vmap` or
     # once per call, never once per time step inside a loop).
     init = (S, jnp.zeros_like(S), jnp.zeros((), bool))
-    _, L, bad = jax.lax.fori_loop(0, n, column, init)
+    _, L, bad = jax.lax.fori_loop(0, n, functools.partial(_cholesky_column, tol), init)
     return L, bad
+
+
+# (The loop bodies are module-level functions bound with `functools.partial`, not
+# closures, so that they are not new functions at every call: see
+# `scanalg._methods._base.emitter`.)
+
+
+def _cholesky_column(tol, j, carry):
+    """Column `j` of `psd_cholesky`; `A` is the Schur complement after the columns
+    before `j`."""
+    A, L, bad = carry
+    rows = jnp.arange(A.shape[-1])
+    col = A[:, j]
+    pivot = col[j]
+    zero = pivot <= tol[j]
+    below = rows > j
+    # PSD needs col_i^2 <= A_ii * pivot: with a zero pivot, a zero column.
+    loose = below & (col * col > 4 * (jnp.abs(jnp.diagonal(A)) + tol) * tol[j])
+    bad = bad | (pivot < -tol[j]) | (zero & jnp.any(loose))
+    d = jnp.sqrt(jnp.where(zero, 1, pivot))
+    lcol = jnp.where(zero | (rows < j), 0, jnp.where(below, col / d, d))
+    A = A - lcol[:, None] * lcol[None, :]
+    return A, jnp.where((rows == j)[None, :], lcol[:, None], L), bad
 
 
 def lower_inverse(L: Float[Array, "n n"]) -> Float[Array, "n n"]:
@@ -120,10 +129,12 @@ def lower_inverse(L: Float[Array, "n n"]) -> Float[Array, "n n"]:
     if n > _SMALL:
         return jax.lax.linalg.triangular_solve(L, eye, left_side=True, lower=True)
 
-    def row(i, X):  # X holds rows < i of the inverse, zeros below
-        return X.at[i].set((eye[i] - L[i] @ X) / L[i, i])
+    return jax.lax.fori_loop(0, n, functools.partial(_inverse_row, L), jnp.zeros_like(L))
 
-    return jax.lax.fori_loop(0, n, row, jnp.zeros_like(L))
+
+def _inverse_row(L, i, X):
+    """Row `i` of `lower_inverse`; `X` holds the rows before `i`, zeros below."""
+    return X.at[i].set((eye_like(L)[i] - L[i] @ X) / L[i, i])
 
 
 def psd_inv_logdet(S: Float[Array, "k k"]) -> tuple[Float[Array, "k k"], Float[Array, ""]]:

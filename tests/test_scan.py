@@ -56,8 +56,7 @@ def test_scan_and_reduce_match_fold(method, name):
     monoid, init = all_monoids[name], make_init(name)
     cases = variants(name)
 
-    @jax.jit  # one compilation per length for all variants and the reduction
-    def run(elems):
+    def run_one(elems):
         scans = [
             scanalg.scan(
                 monoid,
@@ -71,18 +70,22 @@ def test_scan_and_reduce_match_fold(method, name):
         ]
         return scans, scanalg.reduce(monoid, elems, method=method)
 
+    # One compilation for every length, variant and the reduction.
+    lengths = _lengths(name)
+    results = jax.jit(lambda all_elems: [run_one(e) for e in all_elems])(
+        [make_elems(name, n) for n in lengths]
+    )
     exact = name in EXACT
     tol = dict(rtol=0, atol=0) if exact else dict(rtol=1e-9, atol=1e-9)
-    for n in _lengths(name):
-        elems = make_elems(name, n)
-        scans, total = run(elems)
+    for n, (scans, total) in zip(lengths, results):
         for case, got in zip(cases, scans):
             want = reference(name, n, *case)
             assert tree_allclose(got, want, **tol), (n, case)
             if exact:
                 assert [x.dtype for x in jax.tree.leaves(got)] == [jnp.int32]
         if n == 0:
-            want = monoid.identity(jax.tree.map(lambda x: jnp.zeros(x.shape[1:], x.dtype), elems))
+            like = jax.tree.map(lambda x: jnp.zeros(x.shape[1:], x.dtype), make_elems(name, 0))
+            want = monoid.identity(like)
         else:
             want = _at(reference(name, n, False, False, False), n - 1)
         assert tree_allclose(total, want, **tol), n

@@ -1,6 +1,7 @@
 """The method protocol `AbstractScanMethod` and the loop helpers every method uses."""
 
 import abc
+import functools
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -42,15 +43,26 @@ def act_step(monoid: AbstractMonoid) -> Callable:
     return monoid.act_input
 
 
+# (The helpers that the functions below return or pass to JAX are module-level
+# functions bound with `functools.partial`, not closures: a closure is a new function
+# at every call, which a decorating import hook, e.g. jaxtyping's in the tests, then
+# decorates again at every scan.)
+
+
+def _emit(exclusive: bool, readout: Callable | None, before, after, x):
+    state = before if exclusive else after
+    return state if readout is None else readout(state, x)
+
+
 def emitter(exclusive: bool, readout: Callable | None) -> Callable:
     """`emit(before, after, x)`: what a loop step outputs: the state (before the step
     if `exclusive`, after it otherwise), passed through `readout(state, x)` if given."""
+    return functools.partial(_emit, exclusive, readout)
 
-    def emit(before, after, x):
-        state = before if exclusive else after
-        return state if readout is None else readout(state, x)
 
-    return emit
+def _loop_body(step: Callable, emit: Callable, keep: bool, c, x):
+    new = step(c, x)
+    return new, (emit(c, new, x) if keep else None)
 
 
 def loop(
@@ -68,11 +80,7 @@ def loop(
     step, `emit(before, after, x)` (default: the carry after the step, or before it
     if `exclusive`; nothing if not `keep`)."""
     emit = emitter(exclusive, None) if emit is None else emit
-
-    def body(c, x):
-        new = step(c, x)
-        return new, (emit(c, new, x) if keep else None)
-
+    body = functools.partial(_loop_body, step, emit, keep)
     return lax.scan(body, carry, xs, reverse=reverse, unroll=unroll)
 
 
@@ -300,12 +308,12 @@ def shift(inclusive: PyTree, first: PyTree, reverse: bool) -> PyTree:
     Written as a same-length `lax.pad` (not slice-and-concatenate) so that a sequence
     sharded along time keeps its sharding (see `Sharded`).
     """
+    return jax.tree.map(functools.partial(_shift_one, reverse), inclusive, first)
+
+
+def _shift_one(reverse: bool, x, f):
+    n = x.shape[0]
     config = [(-1, 1, 0)] if reverse else [(1, -1, 0)]
-
-    def one(x, f):
-        n = x.shape[0]
-        moved = lax.pad(x, jnp.zeros((), x.dtype), config + [(0, 0, 0)] * (x.ndim - 1))
-        at = lax.broadcasted_iota(jnp.int32, (n,) + (1,) * (x.ndim - 1), 0)
-        return jnp.where(at == (n - 1 if reverse else 0), f[None], moved)
-
-    return jax.tree.map(one, inclusive, first)
+    moved = lax.pad(x, jnp.zeros((), x.dtype), config + [(0, 0, 0)] * (x.ndim - 1))
+    at = lax.broadcasted_iota(jnp.int32, (n,) + (1,) * (x.ndim - 1), 0)
+    return jnp.where(at == (n - 1 if reverse else 0), f[None], moved)

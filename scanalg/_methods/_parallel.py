@@ -1,5 +1,6 @@
 """`Parallel`: associative scans of logarithmic depth."""
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -48,12 +49,12 @@ def _shift(elems: PyTree, first: PyTree) -> PyTree:
 
 def _interleave(evens: PyTree, odds: PyTree, n: int) -> PyTree:
     """`evens[0], odds[0], evens[1], odds[1], ...`, cut to length `n`."""
+    return jax.tree.map(functools.partial(_interleave_one, n), evens, odds)
 
-    def one(a, b):
-        both = jnp.stack([a, b], axis=1).reshape(2 * a.shape[0], *a.shape[1:])
-        return both if 2 * a.shape[0] == n else both[:n]
 
-    return jax.tree.map(one, evens, odds)
+def _interleave_one(n: int, a, b):
+    both = jnp.stack([a, b], axis=1).reshape(2 * a.shape[0], *a.shape[1:])
+    return both if 2 * a.shape[0] == n else both[:n]
 
 
 def _doubling(combine: Callable, identity: PyTree, elems: PyTree) -> PyTree:
@@ -63,16 +64,15 @@ def _doubling(combine: Callable, identity: PyTree, elems: PyTree) -> PyTree:
     n = _length(elems)
     if n == 1:
         return elems
-    pad = _tree.repeat(identity, n)
-
-    def round_(d, y):
-        step = jnp.left_shift(1, d)
-        earlier = jax.tree.map(
-            lambda a: lax.dynamic_slice_in_dim(a, n - step, n), _tree.concat(pad, y)
-        )
-        return combine(earlier, y)
-
+    round_ = functools.partial(_doubling_round, combine, _tree.repeat(identity, n), n)
     return lax.fori_loop(0, (n - 1).bit_length(), round_, elems)
+
+
+def _doubling_round(combine: Callable, pad: PyTree, n: int, d, y):
+    r"""One round of `_doubling`: $y_t \leftarrow y_{t-2^d} \otimes y_t$."""
+    step = jnp.left_shift(1, d)
+    earlier = jax.tree.map(lambda a: lax.dynamic_slice_in_dim(a, n - step, n), _tree.concat(pad, y))
+    return combine(earlier, y)
 
 
 class _Reversed(AbstractMonoid):

@@ -18,6 +18,7 @@ The passes are written once; a *layout* says where the blocks live:
 """
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -82,14 +83,7 @@ class ThreePass:
         self, monoid: AbstractMonoid, blocks: PyTree, reverse: bool, start: PyTree = None
     ) -> PyTree:
         """Inclusive prefixes of every block (from `start`, if given)."""
-
-        def first(block):
-            local = self.local.resolve(monoid, block, None)
-            if local.scans_from_start:
-                return self._reduce(monoid, block), None
-            inclusive = local.prefix(monoid, block, reverse)
-            return _tree.index(inclusive, 0 if reverse else -1), inclusive
-
+        first = functools.partial(self._first_prefix, monoid, reverse)
         totals, inclusive = self.layout.each(first, blocks)
         totals = self.layout.gather(totals)
         inner = on_elements(monoid)
@@ -100,14 +94,28 @@ class ThreePass:
         else:
             before = outer.prefix_from(inner, totals, start, reverse)
         starts = self.layout.mine(shift(before, start, reverse))
-
-        def third(start, block, inclusive):
-            if inclusive is None:
-                local = self.local.resolve(monoid, block, None)
-                return local.prefix_from(monoid, block, start, reverse)
-            return combine_start(monoid, start, inclusive, reverse)
-
+        third = functools.partial(self._third_prefix, monoid, reverse)
         return self.layout.each(third, starts, blocks, inclusive)
+
+    # (Module-level work of `prefix` and `states`, bound with `functools.partial`
+    # rather than written as closures: see `_base.emitter`.)
+
+    def _first_prefix(self, monoid, reverse, block):
+        local = self.local.resolve(monoid, block, None)
+        if local.scans_from_start:
+            return self._reduce(monoid, block), None
+        inclusive = local.prefix(monoid, block, reverse)
+        return _tree.index(inclusive, 0 if reverse else -1), inclusive
+
+    def _third_prefix(self, monoid, reverse, start, block, inclusive):
+        if inclusive is None:
+            local = self.local.resolve(monoid, block, None)
+            return local.prefix_from(monoid, block, start, reverse)
+        return combine_start(monoid, start, inclusive, reverse)
+
+    def _third_states(self, monoid, reverse, exclusive, readout, state, block):
+        local = self.local.resolve(monoid, block, state)
+        return local.states(monoid, block, state, reverse, exclusive, readout)
 
     def states(
         self,
@@ -123,11 +131,7 @@ class ThreePass:
         inner = on_elements(monoid)
         outer = self.outer.resolve(inner, totals, init)
         entering = shift(outer.prefix_act(inner, totals, init, reverse), init, reverse)
-
-        def third(state, block):
-            local = self.local.resolve(monoid, block, state)
-            return local.states(monoid, block, state, reverse, exclusive, readout)
-
+        third = functools.partial(self._third_states, monoid, reverse, exclusive, readout)
         return self.layout.each(third, self.layout.mine(entering), blocks)
 
     def total(self, monoid: AbstractMonoid, blocks: PyTree) -> PyTree:

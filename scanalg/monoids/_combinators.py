@@ -14,6 +14,7 @@ why.
 """
 
 import abc
+import functools
 from typing import Any
 
 import equinox as eqx
@@ -31,6 +32,12 @@ _FLIP: dict[Any, Any] = {"forward": "reverse", "reverse": "forward", "both": "bo
 
 def _is_monoid(x: Any) -> bool:
     return isinstance(x, AbstractMonoid)
+
+
+def _call(method: str, monoid: AbstractMonoid, *args):
+    """`monoid.method(*args)` (a module-level function, for `functools.partial`: see
+    `scanalg._methods._base.emitter`)."""
+    return getattr(monoid, method)(*args)
 
 
 def _check_monoid(combinator: str, argument: str, value: Any) -> None:
@@ -122,9 +129,7 @@ class AbstractComponentwise(AbstractMonoid):
         """The inner monoids, in the container structure of the elements."""
 
     def _map(self, method: str, *trees: PyTree) -> PyTree:
-        def apply(monoid, *args):
-            return getattr(monoid, method)(*args)
-
+        apply = functools.partial(_call, method)
         return jax.tree.map(apply, self.parts(), *trees, is_leaf=_is_monoid)
 
     def _per_part(self, what: str, tree: PyTree) -> list:
