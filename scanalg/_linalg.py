@@ -129,12 +129,12 @@ def lower_inverse(L: Float[Array, "n n"]) -> Float[Array, "n n"]:
     if n > _SMALL:
         return jax.lax.linalg.triangular_solve(L, eye, left_side=True, lower=True)
 
-    return jax.lax.fori_loop(0, n, functools.partial(_inverse_row, L), jnp.zeros_like(L))
+    return jax.lax.fori_loop(0, n, functools.partial(_inverse_row, L, eye), jnp.zeros_like(L))
 
 
-def _inverse_row(L, i, X):
+def _inverse_row(L, eye, i, X):
     """Row `i` of `lower_inverse`; `X` holds the rows before `i`, zeros below."""
-    return X.at[i].set((eye_like(L)[i] - L[i] @ X) / L[i, i])
+    return X.at[i].set((eye[i] - L[i] @ X) / L[i, i])
 
 
 def psd_inv_logdet(S: Float[Array, "k k"]) -> tuple[Float[Array, "k k"], Float[Array, ""]]:
