@@ -416,8 +416,9 @@ def test_hmm_extras_ragged():
 
 
 def test_float32_long_chain():
-    """Normalised messages: float32 log Z and marginals of a long chain agree with
-    float64, on the fast (sequential) and exact (parallel) paths."""
+    """Normalised messages: float32 log Z, marginals and entropy of a long chain agree
+    with float64, on the fast (sequential: probability space) and exact (parallel: log
+    space) paths."""
     rng = np.random.default_rng(8)
     t_len = 20000
     psi64 = rng.normal(size=(4, 4)) + 2 * np.eye(4)
@@ -425,14 +426,18 @@ def test_float32_long_chain():
 
     def run(method):
         def outputs(p, u):
-            return crf.log_partition(p, u, method=method), crf.marginals(p, u, method=method)
+            log_z = crf.log_partition(p, u, method=method)
+            return log_z, crf.marginals(p, u, method=method), crf.entropy(p, u, method=method)
 
         return jax.jit(outputs)
 
-    ref, ref_marg = run("sequential")(psi64, u64)
+    ref, ref_marg, ref_entropy = run("sequential")(psi64, u64)
     psi32, u32 = jnp.asarray(psi64, jnp.float32), jnp.asarray(u64, jnp.float32)
     for method in ["sequential", "parallel"]:
-        got, marg = run(method)(psi32, u32)
+        got, marg, entropy = run(method)(psi32, u32)
+        # (The entropy, about 0.5 nats a step, is carried in the messages: its rounding
+        # is a random walk of ~sqrt(T) eps relative: about 1e-5 here, on either path.)
+        assert abs(float(entropy) - float(ref_entropy)) < 1e-4 * float(ref_entropy), method
         assert got.dtype == jnp.float32
         assert abs(float(got) - float(ref)) < 1e-5 * abs(float(ref)), method
         assert np.abs(np.asarray(marg.unary, float) - ref_marg.unary).max() < 1e-4, method

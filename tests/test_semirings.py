@@ -80,19 +80,66 @@ def test_semiring_arguments_are_checked():
         ss.semiring_values(_Broken())
 
 
-def test_kmax_merge_and_top_k_agree():
+# 6 lists: merged one after another; 11: a tree of pairwise merges down to 6, then so.
+@pytest.mark.parametrize("num_lists", [6, 11])
+def test_kmax_merge_and_top_k_agree(num_lists):
     rng = np.random.default_rng(0)
-    lists = -np.sort(-rng.integers(-3, 3, size=(6, 5, 4)).astype(float), axis=-1)
+    lists = -np.sort(-rng.integers(-3, 3, size=(num_lists, 5, 4)).astype(float), axis=-1)
     lists[0, 1, 2:] = -np.inf
     x = jnp.asarray(lists)
-    merged = sr.KMax(4).plus(x, axis=0)  # pairwise merges (k <= 8)
+    merged = sr.KMax(4).plus(x, axis=0)  # merges (k <= 8)
     top = sr.KMax(4).argplus(x, axis=0)[0]  # lax.top_k
     assert np.array_equal(np.asarray(merged), np.asarray(top))
     flat = np.sort(np.moveaxis(lists, 0, 1).reshape(5, -1), axis=1)[:, ::-1][:, :4]
     assert np.array_equal(np.asarray(merged), flat)
     big = sr.KMax(9)  # beyond the merge: top_k
-    padded = jnp.concatenate([x, jnp.full((6, 5, 5), -jnp.inf)], axis=-1)
+    padded = jnp.concatenate([x, jnp.full((num_lists, 5, 5), -jnp.inf)], axis=-1)
     assert np.array_equal(np.asarray(big.plus(padded, 0))[:, :4], flat)
+
+
+def _values(semiring, rng, shape):
+    """Values with nontrivial parts (sums of two scored values), some of them zero."""
+    s, t = rng.normal(size=(2, *shape))
+    s.flat[0] = -np.inf
+    return semiring.add(semiring.from_scores(jnp.asarray(s)), semiring.from_scores(jnp.asarray(t)))
+
+
+@pytest.mark.parametrize("semiring", [sr.Log(), sr.Entropy()], ids=repr)
+def test_linear_form_is_a_homomorphism(semiring):
+    """`to_linear` carries sums, products, scores, the prepared matrix-vector product
+    and the normalisation of the linear form to those of the semiring;
+    `from_linear` inverts it (with a shift of the scores)."""
+    linear, to, back = semiring.linear_form(), semiring.to_linear, semiring.from_linear
+    rng = np.random.default_rng(4)
+    a, b = _values(semiring, rng, (3,)), _values(semiring, rng, (3,))
+    w = jnp.asarray(-np.abs(rng.normal(size=(3, 4)))).at[1, 2].set(-jnp.inf)  # <= 0
+    s = jnp.array([0.5, -jnp.inf, -2.0])
+    y = to(a)
+    normalised = linear.normalise_positive(y)
+    pairs = [
+        (to(semiring.times(a, b)), linear.times(y, to(b))),
+        (to(semiring.plus(jnp.stack([a, b]), 0)), linear.plus(jnp.stack([y, to(b)]), 0)),
+        (to(semiring.times_scores(a, s)), linear.times_scores(y, s)),
+        (to(semiring.from_scores(s)), linear.from_scores(s)),
+        (to(semiring.vecmat_scores(a, w)), linear.vecmat_prepared(y, linear.prepare_scores(w))),
+        (back(y, 0), a),
+        (back(y, 1.5), semiring.times_scores(a, jnp.full(3, 1.5))),
+        (back(normalised, semiring.log_scale(semiring.total(a))), a),
+        (linear.log_scale(linear.total(normalised)), 0.0),
+    ]
+    for i, (got, want) in enumerate(pairs):
+        assert np.allclose(got, want, atol=1e-12, rtol=1e-12), (i, got, want)
+
+
+def test_chains_use_the_linear_form_where_declared():
+    """A chain with fixed potentials on `Sequential` may run in the linear form (a
+    `lax.cond` between it and log space) for `Log` and `Entropy`, not for `KMax`."""
+    layout = scanalg.kit.Segments(None, 5)
+    u, psi = jnp.zeros((5, 3)), jnp.zeros((3, 3))
+    for semiring, has in [(sr.Log(), True), (sr.Entropy(), True), (sr.KMax(2), False)]:
+        jaxpr = jax.make_jaxpr(lambda u, p: sr.chain_sum(semiring, u, p, layout, "sequential"))
+        assert ("cond[" in str(jaxpr(u, psi))) == has, semiring
+        assert (semiring.linear_form() is not None) == has
 
 
 @pytest.mark.parametrize("semiring", [sr.Entropy(), sr.KMax(3)], ids=["Entropy", "KMax"])

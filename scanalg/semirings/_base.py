@@ -53,7 +53,9 @@ class AbstractSemiring(eqx.Module):
 
     Subclasses implement `value_shape`, `zero`, `one`, `plus`, `times`, `from_scores`
     and `log_scale`; `matmul`, `vecmat`, `vecmat_scores` and `times_scores` have
-    generic defaults built from those and may be overridden for speed.
+    generic defaults built from those and may be overridden for speed. Optionally, a
+    semiring declares a probability-space form of itself (`linear_form`, with
+    `to_linear` and `from_linear`), which chains use where it is exact.
     """
 
     @property
@@ -217,6 +219,32 @@ class AbstractSemiring(eqx.Module):
         r"""`normalise(x)[0]` for an `x` whose total is known to be positive (not
         $\bar 0$), which may be cheaper (the default is `normalise`)."""
         return self.normalise(x)[0]
+
+    # ------------------------------------------------------------- linear form
+
+    def linear_form(self) -> "AbstractSemiring | None":
+        r"""A semiring on nonnegative weights that computes the same chain sums in
+        probability space (`to_linear` and `from_linear` translate), or `None` (the
+        default): then chains always run in this semiring.
+
+        Chain dynamic programs with fixed potentials use it when it is exact (see
+        `scanalg.semirings.chain_forward`): its `prepare_scores`, `vecmat_prepared`
+        and `normalise_positive` make a step a few multiply-adds per entry, with no
+        exponential. `Log` has `Std`; `Entropy` has the expectation semiring of
+        (weight, weight times information).
+        """
+        return None
+
+    def to_linear(self, x: Array) -> Array:
+        r"""Values of this semiring as values of `linear_form()` (with the same
+        scores)."""
+        raise NotImplementedError(f"{type(self).__name__} has no linear form.")
+
+    def from_linear(self, y: Array, offset: Float[Array, "..."]) -> Array:
+        r"""Values of `linear_form()` back as values of this semiring, their scores
+        raised by `offset` (broadcast against the batch shape of `y`):
+        `from_linear(to_linear(x), 0) == x`."""
+        raise NotImplementedError(f"{type(self).__name__} has no linear form.")
 
     def _batch_shape(self, x: Array) -> tuple[int, ...]:
         return jnp.shape(x)[: jnp.ndim(x) - len(self.value_shape)]

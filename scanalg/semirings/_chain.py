@@ -26,12 +26,12 @@ import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .._methods import AbstractScanMethod, Parallel, as_method
-from .._numerics import finite_or_zero, inverse_cdf, inverse_cdf_rows, safe_log
+from .._numerics import finite_or_zero, inverse_cdf, inverse_cdf_rows
 from .._scan import scan
 from .._segments import Segments
 from ..monoids import FiniteFunction, Segmented
 from ._base import AbstractSemiring
-from ._instances import Log, Std
+from ._instances import Log
 from ._matmul import ChainMessages
 
 # ------------------------------------------------------------------------------ layout
@@ -81,16 +81,17 @@ def _scan_chain(semiring, unaries, potentials, layout, init, method, kind, fast=
     message before the unary, $\hat\alpha_{t-1} \otimes \psi$ (or $\bar 1$ at a
     restart); `"pointers"`: that message and the back-pointers (`argplus`).
 
-    **Fast path** (`Log`, fixed potentials, a method that only acts, such as
-    `Sequential`): when every column of $E_{ij} = e^{\psi_{ij} - m_j}$
-    ($m_j = \max_i \psi_{ij}$) has all entries at least $K \cdot \text{tiny} /
-    \varepsilon$ (no $-\infty$, and a spread below about 69 nats in float32) and every
-    step has a finite unary, the chain runs in probability space instead, in the `Std`
-    semiring as an HMM filter does: a matrix-vector product and $K$ exponentials per
-    step instead of $K^2$ exponentials. It is exact to rounding then: every column
-    sum $\sum_i p_i E_{ij} \ge \min_i E_{ij}$ for a distribution $p$, so what
-    underflows (states far less likely than the best) changes no sum by more than
-    $2\varepsilon$ relatively. The choice is a `lax.cond` around the scan.
+    **Fast path** (a semiring with a `linear_form`, i.e. `Log` or `Entropy`; fixed
+    potentials; a method that only acts, such as `Sequential`): when every column of
+    $E_{ij} = e^{\psi_{ij} - m_j}$ ($m_j = \max_i \psi_{ij}$) has all entries at
+    least $K \cdot \text{tiny} / \varepsilon$ (no $-\infty$, and a spread below about
+    69 nats in float32) and every step has a finite unary, the chain runs in
+    probability space instead, in the linear form (`Std` for `Log`, as an HMM filter
+    does): matrix-vector products and $K$ exponentials per step instead of $K^2$
+    exponentials. It is exact to rounding then: every column sum
+    $\sum_i p_i E_{ij} \ge \min_i E_{ij}$ for a distribution $p$, so what underflows
+    (states far less likely than the best) changes no sum by more than $2\varepsilon$
+    relatively. The choice is a `lax.cond` around the scan.
     """
     xs, fixed = _inputs(layout.starts[1:], unaries[1:], potentials)
 
@@ -112,7 +113,8 @@ def _scan_chain(semiring, unaries, potentials, layout, init, method, kind, fast=
         return run(semiring, xs, init, fixed, False)
 
     resolved = as_method(method).resolve(ChainMessages(semiring, fixed), xs, init)
-    if not fast or type(semiring) is not Log or fixed is None or resolved.combines_with_init:
+    linear = semiring.linear_form()
+    if not fast or linear is None or fixed is None or resolved.combines_with_init:
         return exact()
     k = fixed.shape[0]
     info = jnp.finfo(fixed.dtype)
@@ -131,11 +133,12 @@ def _scan_chain(semiring, unaries, potentials, layout, init, method, kind, fast=
         # nothing).
         shift = jax.lax.stop_gradient(finite_or_zero(jnp.max(lifted, axis=1)))
         weights = jnp.where(live[:, None], lifted - shift[:, None], 0)
-        std_xs = (restart, weights)
-        out = run(Std(), std_xs, jnp.exp(init), jnp.maximum(shifted, log_floor), True)
+        linear_xs = (restart, weights)
+        init_weights = semiring.to_linear(init)
+        out = run(linear, linear_xs, init_weights, jnp.maximum(shifted, log_floor), True)
         if kind == "totals":
-            return safe_log(out) + shift
-        return safe_log(out) + jnp.where(restart[:, None], 0, top[None, :])
+            return semiring.from_linear(out, shift)
+        return semiring.from_linear(out, jnp.where(restart[:, None], 0, top[None, :]))
 
     return jax.lax.cond(dense, probability_space, exact)
 
@@ -163,19 +166,20 @@ def chain_forward(
     - `layout`: `scanalg.kit.Segments(lengths, N)`.
     - `method`: the scan method.
     - `pointers`: also return back-pointers (`Max` and `KMax` only).
-    - `fast`: allow the probability-space path for `Log` (see below); `False` always
-      runs in log space (for comparisons).
+    - `fast`: allow the probability-space path (see below); `False` always runs in
+      log space (for comparisons).
 
-    With fixed potentials, `Log` and a method that only acts (`Sequential`), the
-    chain runs in probability space, in the `Std` semiring as an HMM filter does (a
-    matrix-vector product and $K$ exponentials per step instead of $K^2$
-    exponentials), when that is exact to rounding: every column of
-    $E_{ij} = e^{\psi_{ij} - m_j}$ ($m_j = \max_i \psi_{ij}$) has all entries at least
-    $K \cdot \text{tiny} / \varepsilon$ (no $-\infty$, a spread below about 69 nats in
-    float32) and every step has a finite unary. Then every column sum
-    $\sum_i p_i E_{ij} \ge \min_i E_{ij}$ for a distribution $p$, so what underflows
-    (states far less likely than the best) changes no sum by more than $2\varepsilon$
-    relatively. Otherwise it runs in log space (a `lax.cond` around the scan).
+    With fixed potentials, a semiring with a `linear_form` (`Log`, `Entropy`) and a
+    method that only acts (`Sequential`), the chain runs in probability space, in the
+    linear form (for `Log`, `Std`, as an HMM filter does: a matrix-vector product and
+    $K$ exponentials per step instead of $K^2$ exponentials), when that is exact to
+    rounding: every column of $E_{ij} = e^{\psi_{ij} - m_j}$
+    ($m_j = \max_i \psi_{ij}$) has all entries at least $K \cdot \text{tiny} /
+    \varepsilon$ (no $-\infty$, a spread below about 69 nats in float32) and every
+    step has a finite unary. Then every column sum $\sum_i p_i E_{ij} \ge
+    \min_i E_{ij}$ for a distribution $p$, so what underflows (states far less likely
+    than the best) changes no sum by more than $2\varepsilon$ relatively. Otherwise
+    it runs in log space (a `lax.cond` around the scan).
 
     **Returns:**
 

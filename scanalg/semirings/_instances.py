@@ -57,6 +57,16 @@ class Log(AbstractSemiring):
     def times_scores(self, x, s):
         return x + s
 
+    def linear_form(self) -> "Std":
+        """`Std`: the same sums as weights."""
+        return Std()
+
+    def to_linear(self, x):
+        return jnp.exp(x)
+
+    def from_linear(self, y, offset):
+        return safe_log(y) + offset
+
 
 class Std(AbstractSemiring):
     r"""The standard (probability) semiring: $a \oplus b = a + b$,
@@ -161,6 +171,7 @@ class Max(AbstractSemiring):
 
 
 _MERGE_UP_TO = 8
+_FOLD_UP_TO = 8
 
 
 class KMax(AbstractSemiring):
@@ -236,19 +247,25 @@ class KMax(AbstractSemiring):
         return jnp.stack(out, axis=-1)
 
     def plus(self, x, axis):
-        # Up to k = 8: a tree of pairwise merges of the sorted lists along `axis` (much
-        # faster than `top_k` on CPU; the same values, whatever the order of ties); a
-        # merge is O(k^2) elementwise operations, so `top_k` beyond.
+        # Up to k = 8: merges of the sorted lists along `axis` (much faster than
+        # `top_k` on CPU; the same values, whatever the order of ties); a merge is
+        # O(k^2) elementwise operations, so `top_k` beyond. A tree of pairwise merges
+        # down to 8 lists, then one merge after another: XLA fuses such a short chain
+        # into a few kernels (a step of a chain over a few states is then a few
+        # kernels), while a long one would be split into many or recompute inputs.
         if self.k > _MERGE_UP_TO:
             return self.argplus(x, axis)[0]
         x = jnp.moveaxis(x, batch_axis(self, x, axis), 0)
         if x.shape[0] == 0:
             return self.zero(x.shape[1:-1], x.dtype)
-        while x.shape[0] > 1:
+        while x.shape[0] > _FOLD_UP_TO:
             if x.shape[0] % 2:
                 x = jnp.concatenate([x, self.zero((1, *x.shape[1:-1]), x.dtype)])
             x = self._merge(x[0::2], x[1::2])
-        return x[0]
+        merged = x[0]
+        for i in range(1, x.shape[0]):
+            merged = self._merge(merged, x[i])
+        return merged
 
     def ranked(self, x: Array) -> Array:
         """The values as lists of best scores: shape `(..., k)` (themselves)."""
@@ -345,3 +362,87 @@ class Entropy(AbstractSemiring):
     def entropy(self, x: Array) -> Float[Array, "..."]:
         """The entropy part $H$ of values."""
         return x[..., 1]
+
+    def linear_form(self) -> "_LinearEntropy":
+        r"""The expectation semiring of pairs $(W, R) = (e^a, e^a (H - a))$: a set
+        of paths by its total weight and $-\sum_i w_i \log w_i$."""
+        return _LinearEntropy()
+
+    def to_linear(self, x):
+        a, h = x[..., 0], x[..., 1]
+        w = jnp.exp(a)
+        live = a > -jnp.inf
+        return jnp.stack([w, jnp.where(live, w * (h - jnp.where(live, a, 0)), 0)], axis=-1)
+
+    def from_linear(self, y, offset):
+        w, r = y[..., 0], y[..., 1]
+        live = w > 0
+        log_w = safe_log(w)
+        entropy = jnp.where(live, r / jnp.where(live, w, 1) + jnp.where(live, log_w, 0), 0)
+        return jnp.stack([log_w + offset, entropy], axis=-1)
+
+
+def _information(s: Array, w: Array) -> Array:
+    r"""$-w \log w$ for $w = e^s$ (zero where $s = -\infty$), from the scores."""
+    live = s > -jnp.inf
+    return jnp.where(live, -jnp.where(live, s, 0) * w, 0)
+
+
+class _LinearEntropy(AbstractSemiring):
+    r"""`Entropy` in probability space: the expectation semiring on pairs
+    $(W, R)$ of a total weight $W = \sum_i w_i$ and $R = -\sum_i w_i \log w_i$,
+
+    $$(W_1, R_1) \oplus (W_2, R_2) = (W_1 + W_2, R_1 + R_2), \quad
+      (W_1, R_1) \otimes (W_2, R_2) = (W_1 W_2, R_1 W_2 + W_1 R_2),$$
+
+    $\bar 0 = (0, 0)$, $\bar 1 = (1, 0)$; the entropy of the normalised weights is
+    $R / W + \log W$. (`Entropy.linear_form`; chains use it where it is exact.)
+    """
+
+    @property
+    def value_shape(self) -> tuple[int, ...]:
+        return (2,)
+
+    def zero(self, shape, dtype):
+        return jnp.zeros((*shape, 2), dtype)
+
+    def one(self, shape, dtype):
+        return jnp.stack([jnp.ones(shape, dtype), jnp.zeros(shape, dtype)], axis=-1)
+
+    def plus(self, x, axis):
+        return jnp.sum(x, axis=batch_axis(self, x, axis))
+
+    def times(self, a, b):
+        w = a[..., 0] * b[..., 0]
+        return jnp.stack([w, a[..., 1] * b[..., 0] + a[..., 0] * b[..., 1]], axis=-1)
+
+    def from_scores(self, s):
+        s = jnp.asarray(s)
+        w = jnp.exp(s)
+        return jnp.stack([w, _information(s, w)], axis=-1)
+
+    def log_scale(self, x):
+        return safe_log(x[..., 0])
+
+    def times_scores(self, x, s):
+        e = jnp.exp(s)
+        return jnp.stack([x[..., 0] * e, x[..., 1] * e + x[..., 0] * _information(s, e)], -1)
+
+    def prepare_scores(self, w):
+        r"""$E = e^{w}$ and $-E \log E$ (for scores $w \le 0$)."""
+        e = jnp.exp(w)
+        return e, _information(w, e)
+
+    def vecmat_prepared(self, v, prepared):
+        r"""$W'_j = \sum_i W_i E_{ij}$, $R'_j = \sum_i R_i E_{ij} + W_i
+        (-E_{ij} \log E_{ij})$: multiply-adds only."""
+        e, info = prepared
+        w, r = v[:, 0, None], v[:, 1, None]
+        return jnp.stack([jnp.sum(w * e, axis=0), jnp.sum(r * e + w * info, axis=0)], -1)
+
+    def normalise_positive(self, x):
+        r"""Weights divided by their total $c$ (a constant for differentiation):
+        $(W / c, R / c + (W / c) \log c)$."""
+        c = jax.lax.stop_gradient(jnp.sum(x[..., 0]))
+        w = x[..., 0] / c
+        return jnp.stack([w, x[..., 1] / c + w * jnp.log(c)], axis=-1)
