@@ -8,8 +8,8 @@ The problem is the usual tagging CRF: unary scores `(T, K)` and one transition m
 - `Entropy`, `KMax(4)` (`crf-partition`): the same chain summed under those
   semirings (`scanalg.crf.path_sum`, `method="auto"`), to compare with the `Log` scan;
 - `Log(log space)` (`crf-partition`): the `Log` scan without its probability-space
-  path (`scanalg.semirings.chain_sum(..., fast=False)`), i.e. the same log-space
-  machinery as `Entropy` and `KMax(4)`;
+  path (`scanalg.semirings.chain_sum(..., fast=False)`), i.e. the log-space machinery
+  that `KMax(4)` always runs on (and `Entropy` where probability space is not exact);
 - `backward` (`crf-marginals`): `scanalg.crf.marginals(by="backward")` (the explicit
   backward scan; the default is `by="grad"`), `method="auto"`.
 """
