@@ -140,7 +140,10 @@ def _scan_chain(semiring, unaries, potentials, layout, init, method, kind, fast=
             return semiring.from_linear(out, shift)
         return semiring.from_linear(out, jnp.where(restart[:, None], 0, top[None, :]))
 
-    return jax.lax.cond(dense, probability_space, exact)
+    # Each branch rematerialised (`jax.checkpoint`): differentiated, a `cond` keeps the
+    # residuals of both branches (zeros for the one not taken: for the log-space one,
+    # K x K per step), which cost more than running the taken branch's forward again.
+    return jax.lax.cond(dense, jax.checkpoint(probability_space), jax.checkpoint(exact))
 
 
 def chain_forward(
