@@ -249,9 +249,11 @@ class LogProbabilities(AbstractForm):
 
 def exact_or_fast(model: Model, body: Callable[[AbstractForm], Any]) -> Any:
     """`body(form)` with `Probabilities` when the model is `dense`, else with
-    `LogProbabilities` (a `lax.cond`: both are traced and compiled)."""
+    `LogProbabilities` (a `lax.cond`: both are traced and compiled). Each branch is
+    rematerialised (`jax.checkpoint`): differentiated, a `cond` would keep the
+    residuals of both branches, zeros for the one not taken."""
     return jax.lax.cond(
         dense(model),
-        lambda: body(Probabilities(model)),
-        lambda: body(LogProbabilities(model)),
+        jax.checkpoint(lambda: body(Probabilities(model))),
+        jax.checkpoint(lambda: body(LogProbabilities(model))),
     )
