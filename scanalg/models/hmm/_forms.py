@@ -112,12 +112,9 @@ class AbstractForm(abc.ABC):
         """The transition matrix (or matrices) in this form."""
 
     @abc.abstractmethod
-    def predictions(self, method) -> Array:
-        """The forward scan: the prediction before every packed step, `(N, K)`."""
-
-    @abc.abstractmethod
-    def readout(self, predictions: Array) -> Readout:
-        """Filtered and predicted probabilities, per-step log-normalisers, kernel inputs."""
+    def filter(self, method) -> Readout:
+        """The forward scan and what is read out of it: filtered and predicted
+        probabilities, per-step log-normalisers, kernel inputs."""
 
     @abc.abstractmethod
     def uniform(self) -> Array:
@@ -152,7 +149,7 @@ class Probabilities(AbstractForm):
     def matrix(self) -> Array:
         return self.model.a
 
-    def predictions(self, method) -> Array:
+    def filter(self, method) -> Readout:
         m = self.model
         monoid = HMMForward() if m.time_varying else HMMForward(m.a)
         resolved = as_method(method).resolve(monoid, self._moves(m.ll), m.pi)
@@ -161,17 +158,14 @@ class Probabilities(AbstractForm):
         else:  # one multiplication per state in the loop; at a first step the state is
             # pi, so the shift is over its support
             lik = Evidence.of(m.ll, m.pi > 0, m.segs.first)
-        return m.segs.scan_forward(monoid, self._moves(lik), init=m.pi, method=resolved)
+        predicted = m.segs.scan_forward(monoid, self._moves(lik), init=m.pi, method=resolved)
+        out = jax.vmap(filter_readout)(predicted, m.row_sums(), lik)
+        return Readout(out.filtered, predicted, out.log_normaliser, out.filtered)
 
     def _moves(self, lik):
         if not self.model.time_varying:  # (all N: see `Segments.scan_forward`)
             return lik
         return ScaledMatrix(self.model.a, jax.tree.map(lambda x: x[:-1], lik))
-
-    def readout(self, predictions: Array) -> Readout:
-        m = self.model
-        out = jax.vmap(filter_readout)(predictions, m.row_sums(), m.ll)
-        return Readout(out.filtered, predictions, out.log_normaliser, out.filtered)
 
     def uniform(self) -> Array:
         return jnp.full_like(self.model.pi, 1 / self.model.num_states)
@@ -203,7 +197,7 @@ class LogProbabilities(AbstractForm):
     def matrix(self) -> Array:
         return self.log_a
 
-    def predictions(self, method) -> Array:
+    def filter(self, method) -> Readout:
         m = self.model
         moves = m.ll[:-1]
         if m.time_varying:
@@ -211,11 +205,8 @@ class LogProbabilities(AbstractForm):
         else:
             monoid = HMMLogForward(self.log_a)
         log_pi = safe_log(m.pi)
-        return m.segs.scan_forward(monoid, moves, init=log_pi, method=method)
-
-    def readout(self, predictions: Array) -> Readout:
-        m = self.model
-        out = jax.vmap(log_filter_readout)(predictions, m.row_sums(), m.ll)
+        predicted = m.segs.scan_forward(monoid, moves, init=log_pi, method=method)
+        out = jax.vmap(log_filter_readout)(predicted, m.row_sums(), m.ll)
         return Readout(out.filtered, out.predicted, out.log_normaliser, out.log_filtered)
 
     def uniform(self) -> Array:

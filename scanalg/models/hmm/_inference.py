@@ -299,11 +299,12 @@ def _forward(form: AbstractForm, method) -> _Filtered:
 
     With probabilities and a method that only acts (sequential), the loop shifts each
     step by the largest $\ell_t$ over all states (over the support of $\pi$ at a first
-    step), with the exponentials computed before the loop (`Evidence`): exact because
-    the form is used only for dense models, whose predictions have full support.
+    step), with the exponentials computed once before the loop (`Evidence`) and used by
+    the readout too: exact because the form is used only for dense models, whose
+    predictions have full support.
     """
     model = form.model
-    out = form.readout(form.predictions(method))
+    out = form.filter(method)
     loglik = model.segs.sum(out.log_normaliser, method=method)
     return _Filtered(loglik, out.filtered, out.predicted, out.kernel)
 

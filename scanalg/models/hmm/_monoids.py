@@ -206,7 +206,9 @@ class FilterReadout(NamedTuple):
 
 
 def filter_readout(
-    state: Float[Array, " K"], row_sums: Float[Array, " K"], log_likelihood: Float[Array, " K"]
+    state: Float[Array, " K"],
+    row_sums: Float[Array, " K"],
+    log_likelihood: Float[Array, " K"] | Evidence,
 ) -> FilterReadout:
     r"""The filtered distribution and log-normaliser of one step, from its prediction
     and the row sums $M\mathbf{1}$ of the step's matrix (ones for a step that moves
@@ -224,10 +226,15 @@ def filter_readout(
     by a fraction of an ulp at every step: over a million float32 steps, $10^{-2}$.
     For $x < -1/2$ it is $\log \sum_i q_i (M\mathbf{1})_i - \log \sum_i p_i$.
 
-    Meant for all steps at once under `vmap`, after the loop; the sums over the states
-    use `reduce_states`.
+    With `Evidence` its precomputed $e^{\ell - m}$ and $m$ are used (no exponential):
+    the same numbers when $p$ has full support, or at a first step the support of the
+    initial distribution (see `Evidence.of`), which is how `scanalg.hmm` uses it.
+    The sums over the states use `reduce_states` (cheap under `vmap` too).
     """
-    scaled, shift = _support_scaled(state, log_likelihood)
+    if isinstance(log_likelihood, Evidence):
+        scaled, shift = log_likelihood.scaled, log_likelihood.shift
+    else:
+        scaled, shift = _support_scaled(state, log_likelihood)
     weights = state * scaled
     total = reduce_states(jnp.add, weights)
     filtered = weights / jnp.where(total > 0, total, 1)[..., None]
