@@ -16,6 +16,7 @@ input, and all gradients are NaN-free (log and exp are guarded with double `wher
 """
 
 import abc
+import math
 from typing import ClassVar, NamedTuple
 
 import equinox as eqx
@@ -246,11 +247,18 @@ def filter_readout(
         state - jax.lax.stop_gradient(state)
     )
     ratio = reduce_states(jnp.add, moved) / jnp.where(mass > 0, mass, 1)
-    # Far from one (below 1/2) the quotient itself has no such bias, and `1 + ratio`
-    # would lose its digits (all of them for a likely state of tiny predicted mass).
+    # Far from one (below 1/2) the quotient x itself has no such bias, and `1 + ratio`
+    # would lose its digits (all of them for a likely state of tiny predicted mass):
+    # there log x = e log 2 + log1p(f - 1) for x = f 2^e, f in [1/2, 1), where f - 1 is
+    # exact. (One log1p per step either way: XLA:CPU may evaluate this inside a
+    # reduction, one element at a time.)
     near_one = ratio > -0.5
-    direct = safe_log(reduce_states(jnp.add, weights * row_sums)) - safe_log(mass)
-    log_ratio = jnp.where(near_one, jnp.log1p(jnp.where(near_one, ratio, 0)), direct)
+    quotient = reduce_states(jnp.add, weights * row_sums) / jnp.where(mass > 0, mass, 1)
+    fraction, exponent = jnp.frexp(quotient)
+    live = near_one | (quotient > 0)
+    y = jnp.where(near_one, ratio, jnp.where(live, fraction - 1, 0))
+    octaves = jnp.where(near_one, 0, exponent).astype(y.dtype)
+    log_ratio = jnp.where(live, jnp.log1p(y) + octaves * math.log(2), -jnp.inf)
     log_normaliser = jnp.where(mass > 0, shift + log_ratio, -jnp.inf)
     return FilterReadout(filtered, log_normaliser)
 
