@@ -56,6 +56,7 @@ from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Scalar
 from ..._methods import AbstractScanMethod
 from ..._numerics import (
     finite_or_zero,
+    fold_states,
     inverse_cdf,
     inverse_cdf_rows,
     map_states,
@@ -497,7 +498,7 @@ def _best_predecessors(model: Model, scores: Array, log_a: Array) -> Array:
         return jnp.where(better, candidate, best), jnp.where(better, i, arg)
 
     start = (jnp.full_like(scores, -jnp.inf), jnp.zeros(scores.shape, jnp.int32))
-    return jax.lax.fori_loop(0, model.num_states, body, start)[1]
+    return fold_states(model.num_states, body, start)[1]
 
 
 # --------------------------------------------------------------------------------------
