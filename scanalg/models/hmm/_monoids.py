@@ -225,7 +225,9 @@ def filter_readout(
     exact): no sum is rounded near one. A sum near one rounds on an uneven grid (the
     float spacing just above one is twice that just below), which biases $\log$ of it
     by a fraction of an ulp at every step: over a million float32 steps, $10^{-2}$.
-    For $x < -1/2$ it is $\log \sum_i q_i (M\mathbf{1})_i - \log \sum_i p_i$.
+    For $x < -1/2$ it is the log of the quotient $y = \sum_i q_i (M\mathbf{1})_i /
+    \sum_i p_i$, as $e \log 2 + \operatorname{log1p}(f - 1)$ for $y = f\, 2^e$ with
+    $f \in [1/2, 1)$ ($f - 1$ is exact): one $\operatorname{log1p}$ per step either way.
 
     With `Evidence` its precomputed $e^{\ell - m}$ and $m$ are used (no exponential):
     the same numbers when $p$ has full support, or at a first step the support of the
@@ -247,11 +249,10 @@ def filter_readout(
         state - jax.lax.stop_gradient(state)
     )
     ratio = reduce_states(jnp.add, moved) / jnp.where(mass > 0, mass, 1)
-    # Far from one (below 1/2) the quotient x itself has no such bias, and `1 + ratio`
-    # would lose its digits (all of them for a likely state of tiny predicted mass):
-    # there log x = e log 2 + log1p(f - 1) for x = f 2^e, f in [1/2, 1), where f - 1 is
-    # exact. (One log1p per step either way: XLA:CPU may evaluate this inside a
-    # reduction, one element at a time.)
+    # Far from one (below 1/2) the quotient itself has no such bias, and `1 + ratio`
+    # would lose its digits (all of them for a likely state of tiny predicted mass).
+    # (One log1p per step either way: XLA:CPU may evaluate this inside the reduction
+    # that sums the log-normalisers, one element at a time.)
     near_one = ratio > -0.5
     quotient = reduce_states(jnp.add, weights * row_sums) / jnp.where(mass > 0, mass, 1)
     fraction, exponent = jnp.frexp(quotient)
