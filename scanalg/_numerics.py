@@ -1,7 +1,9 @@
 """Shared numerics (no family owns them): guarded logs, normalisation, accurate sums,
-inverse-CDF draws."""
+inverse-CDF draws, the run-time choice between a fast and an exact form."""
 
 import functools
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -36,6 +38,14 @@ def straight_through_one(x: Array) -> Array:
 
 
 _UNROLL_STATES = 8
+
+
+def fast_or_exact(exact_enough: Array, fast: Callable[[], Any], exact: Callable[[], Any]) -> Any:
+    """`fast()` where `exact_enough`, else `exact()`: one `lax.cond` (both traced and
+    compiled), each branch rematerialised (`jax.checkpoint`), since differentiated, a
+    `cond` keeps the residuals of both branches (zeros for the one not taken), which
+    cost more than running the taken branch's forward again."""
+    return jax.lax.cond(exact_enough, jax.checkpoint(fast), jax.checkpoint(exact))
 
 
 def fold_states(num_states: int, body, init, start: int = 0):

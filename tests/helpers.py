@@ -126,11 +126,9 @@ def _jitted(name):
 
 
 @functools.cache
-@functools.cache
 def reference(name, n, reverse, exclusive, with_init, seed=0):
     """A plain Python left fold over `make_elems(name, n, seed)`, one element at a time
-    (host arrays: each step is one dispatch of the jitted `combine` or `act`). Kept for
-    the worker's life: every method is compared with the same fold."""
+    (host arrays: each step is one dispatch of the jitted `combine` or `act`)."""
     monoid = all_monoids[name]
     elems = jax.tree.map(np.asarray, make_elems(name, n, seed))
     combine, act = _jitted(name)

@@ -26,7 +26,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .._methods import AbstractScanMethod, Parallel, as_method
-from .._numerics import finite_or_zero, inverse_cdf, inverse_cdf_rows
+from .._numerics import fast_or_exact, finite_or_zero, inverse_cdf, inverse_cdf_rows
 from .._scan import scan
 from .._segments import Segments
 from ..monoids import FiniteFunction, Segmented
@@ -140,10 +140,7 @@ def _scan_chain(semiring, unaries, potentials, layout, init, method, kind, fast=
             return semiring.from_linear(out, shift)
         return semiring.from_linear(out, jnp.where(restart[:, None], 0, top[None, :]))
 
-    # Each branch rematerialised (`jax.checkpoint`): differentiated, a `cond` keeps the
-    # residuals of both branches (zeros for the one not taken: for the log-space one,
-    # K x K per step), which cost more than running the taken branch's forward again.
-    return jax.lax.cond(dense, jax.checkpoint(probability_space), jax.checkpoint(exact))
+    return fast_or_exact(dense, probability_space, exact)
 
 
 def chain_forward(

@@ -25,7 +25,13 @@ import jax.numpy as jnp
 from jaxtyping import Array, Int
 
 from ..._methods import as_method
-from ..._numerics import fold_states, map_states, safe_log, straight_through_one
+from ..._numerics import (
+    fast_or_exact,
+    fold_states,
+    map_states,
+    safe_log,
+    straight_through_one,
+)
 from ..._segments import Segments
 from ._monoids import (
     Evidence,
@@ -240,11 +246,7 @@ class LogProbabilities(AbstractForm):
 
 def exact_or_fast(model: Model, body: Callable[[AbstractForm], Any]) -> Any:
     """`body(form)` with `Probabilities` when the model is `dense`, else with
-    `LogProbabilities` (a `lax.cond`: both are traced and compiled). Each branch is
-    rematerialised (`jax.checkpoint`): differentiated, a `cond` would keep the
-    residuals of both branches, zeros for the one not taken."""
-    return jax.lax.cond(
-        dense(model),
-        jax.checkpoint(lambda: body(Probabilities(model))),
-        jax.checkpoint(lambda: body(LogProbabilities(model))),
+    `LogProbabilities` (`fast_or_exact`: both are traced and compiled)."""
+    return fast_or_exact(
+        dense(model), lambda: body(Probabilities(model)), lambda: body(LogProbabilities(model))
     )

@@ -248,13 +248,14 @@ def filter_readout(
     moved = state * ((scaled - 1) * row_sums + (row_sums - 1)) + (
         state - jax.lax.stop_gradient(state)
     )
-    ratio = reduce_states(jnp.add, moved) / jnp.where(mass > 0, mass, 1)
+    divisor = jnp.where(mass > 0, mass, 1)
+    ratio = reduce_states(jnp.add, moved) / divisor
     # Far from one (below 1/2) the quotient itself has no such bias, and `1 + ratio`
     # would lose its digits (all of them for a likely state of tiny predicted mass).
     # (One log1p per step either way: XLA:CPU may evaluate this inside the reduction
     # that sums the log-normalisers, one element at a time.)
     near_one = ratio > -0.5
-    quotient = reduce_states(jnp.add, weights * row_sums) / jnp.where(mass > 0, mass, 1)
+    quotient = reduce_states(jnp.add, weights * row_sums) / divisor
     fraction, exponent = jnp.frexp(quotient)
     live = near_one | (quotient > 0)
     y = jnp.where(near_one, ratio, jnp.where(live, fraction - 1, 0))
