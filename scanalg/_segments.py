@@ -203,6 +203,12 @@ class Segments(eqx.Module):
         _, (high, low) = scan(Segmented(_CompensatedSum()), pairs, method=method)
         return (high + low)[self.last]
 
+    def any(self, flags: Bool[Array, " num_timesteps"]) -> Bool[Array, " num_sequences"]:
+        """Whether any step of each sequence is flagged, shape `(B,)`."""
+        if self.lengths is None:
+            return jnp.any(flags)[None]
+        return jax.ops.segment_max(flags, self.ids, self.num_segments, True)
+
     def sum_moves(self, x: Array) -> Array:
         """Per-sequence sums over the moves (leading axis $N - 1$) of each sequence,
         shape `(B, ...)`: a plain vectorised sum (a scatter-add for a batch); see `sum`

@@ -279,24 +279,24 @@ def validated_model(initial_probs, transition_matrix, log_likelihoods, lengths) 
 
 
 class _Filtered(NamedTuple):
-    loglik: Array  # (B,)
+    log_normaliser: Array  # (N,): summed per sequence outside the form's `lax.cond`
     filtered: Array  # (N, K)
     predicted: Array  # (N, K)
     kernel: Array  # (N, K): what the backward kernels are built from
 
 
 def _forward(form: AbstractForm, method) -> _Filtered:
-    r"""Forward filter: per-sequence log-likelihoods, filtered and predicted probabilities.
+    r"""Forward filter: per-step log-normalisers, filtered and predicted probabilities.
 
     One forward scan with initial state $\pi$, restarted at every sequence's first step:
     the state before step $t$ is the prediction $p_t = p(z_t \mid y_{\text{start}:t-1})$.
     The loop stores only the predictions; the filtered $f_t$ and the log-normalisers
     $\log(q_t \cdot A_t\mathbf{1})$, $q_t = p_t \odot e^{\ell_t}$, are read out of all of
     them at once afterwards (`filter_readout` under `vmap`: every extra kernel in the
-    loop body costs more than the whole vectorised pass), and summed accurately per
-    sequence (`Segments.sum`). $A_t\mathbf{1} = \mathbf{1}$ for a stochastic matrix
-    (taken as ones with their gradient, so that the log-likelihood's gradient is the path
-    sum's for any nonnegative input); the last step of each sequence moves nothing.
+    loop body costs more than the whole vectorised pass); `_loglik` sums them.
+    $A_t\mathbf{1} = \mathbf{1}$ for a stochastic matrix (taken as ones with their
+    gradient, so that the log-likelihood's gradient is the path sum's for any nonnegative
+    input); the last step of each sequence moves nothing.
 
     With probabilities and a method that only acts (sequential), the loop shifts each
     step by the largest $\ell_t$ over all states (over the support of $\pi$ at a first
@@ -304,10 +304,22 @@ def _forward(form: AbstractForm, method) -> _Filtered:
     the readout too: exact because the form is used only for dense models, whose
     predictions have full support.
     """
-    model = form.model
     out = form.filter(method)
-    loglik = model.segs.sum(out.log_normaliser, method=method)
-    return _Filtered(loglik, out.filtered, out.predicted, out.kernel)
+    return _Filtered(out.log_normaliser, out.filtered, out.predicted, out.kernel)
+
+
+def _loglik(model: Model, log_normaliser: Array, method) -> Array:
+    """Per-sequence log-likelihoods, `(B,)`: the log-normalisers summed accurately
+    (`Segments.sum`). Outside `exact_or_fast`'s `lax.cond`: inside it, XLA:CPU fuses the
+    readout into the sum's reduction and evaluates it one element at a time."""
+    return model.segs.sum(log_normaliser, method=method)
+
+
+def _impossible(form: AbstractForm, forward: _Filtered) -> Array:
+    """Per step, whether its sequence has an impossible observation (a log-likelihood
+    of $-\\infty$), `(N,)`."""
+    segs = form.model.segs
+    return segs.per_step(segs.any(jnp.isneginf(forward.log_normaliser)))
 
 
 def _isolated(form: AbstractForm, forward: _Filtered) -> Array:
@@ -322,8 +334,7 @@ def _isolated(form: AbstractForm, forward: _Filtered) -> Array:
     segs = form.model.segs
     if segs.single:
         return forward.kernel
-    impossible = segs.per_step(jnp.isneginf(forward.loglik))
-    return jnp.where(impossible[:, None], form.uniform(), forward.kernel)
+    return jnp.where(_impossible(form, forward)[:, None], form.uniform(), forward.kernel)
 
 
 def _zero_where_impossible(form: AbstractForm, forward: _Filtered, x: Array) -> Array:
@@ -331,7 +342,7 @@ def _zero_where_impossible(form: AbstractForm, forward: _Filtered, x: Array) -> 
     single sequence's backward pass gives zeros there by itself: see `_isolated`)."""
     if form.model.segs.single:
         return x
-    impossible = form.model.segs.per_step(jnp.isneginf(forward.loglik))[: x.shape[0]]
+    impossible = _impossible(form, forward)[: x.shape[0]]
     return jnp.where(impossible.reshape(-1, *[1] * (x.ndim - 1)), jnp.zeros_like(x), x)
 
 
@@ -518,28 +529,31 @@ def _with_form(model: Model, exact: bool | None, body: Callable[[AbstractForm], 
 def _filter(pi, a, ll, lengths, exact, method):
     model = validated_model(pi, a, ll, lengths)
     out = _with_form(model, exact, lambda form: _forward(form, method))
+    loglik = _loglik(model, out.log_normaliser, method)
     if model.segs.single:
-        return HMMPosteriorFiltered(out.loglik[0], out.filtered, out.predicted)
-    return RaggedHMMPosteriorFiltered(out.loglik, out.filtered, out.predicted)
+        return HMMPosteriorFiltered(loglik[0], out.filtered, out.predicted)
+    return RaggedHMMPosteriorFiltered(loglik, out.filtered, out.predicted)
 
 
 @eqx.filter_jit
 def _smoother(pi, a, ll, lengths, exact, method):
     model = validated_model(pi, a, ll, lengths)
 
-    def body(form: AbstractForm) -> RaggedHMMPosterior:
+    def body(form: AbstractForm):
         forward = _forward(form, method)
         smoothed = _smoothed(form, forward, method)
-        return RaggedHMMPosterior(
-            marginal_loglik=forward.loglik,
-            filtered_probs=forward.filtered,
-            predicted_probs=forward.predicted,
-            smoothed_probs=smoothed,
-            initial_probs=smoothed[model.segs.first],
-            trans_probs=_trans_probs(form, forward, smoothed),
-        )
+        trans = _trans_probs(form, forward, smoothed)
+        return forward.log_normaliser, forward.filtered, forward.predicted, smoothed, trans
 
-    out = _with_form(model, exact, body)
+    log_normaliser, filtered, predicted, smoothed, trans = _with_form(model, exact, body)
+    out = RaggedHMMPosterior(
+        marginal_loglik=_loglik(model, log_normaliser, method),
+        filtered_probs=filtered,
+        predicted_probs=predicted,
+        smoothed_probs=smoothed,
+        initial_probs=smoothed[model.segs.first],
+        trans_probs=trans,
+    )
     if not model.segs.single:
         return out
     trans = out.trans_probs if model.time_varying else out.trans_probs[0]
@@ -559,9 +573,10 @@ def _posterior_sample(key, pi, a, ll, lengths, exact, method, num_samples):
         def sample(v):
             return _sample(form, forward, v, method)
 
-        return forward.loglik, sample(u) if num_samples is None else jax.vmap(sample)(u)
+        return forward.log_normaliser, sample(u) if num_samples is None else jax.vmap(sample)(u)
 
-    loglik, states = _with_form(model, exact, body)
+    log_normaliser, states = _with_form(model, exact, body)
+    loglik = _loglik(model, log_normaliser, method)
     return (loglik[0] if model.segs.single else loglik), states
 
 

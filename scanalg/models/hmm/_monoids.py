@@ -16,7 +16,6 @@ input, and all gradients are NaN-free (log and exp are guarded with double `wher
 """
 
 import abc
-import math
 from typing import ClassVar, NamedTuple
 
 import equinox as eqx
@@ -225,9 +224,8 @@ def filter_readout(
     exact): no sum is rounded near one. A sum near one rounds on an uneven grid (the
     float spacing just above one is twice that just below), which biases $\log$ of it
     by a fraction of an ulp at every step: over a million float32 steps, $10^{-2}$.
-    For $x < -1/2$ it is the log of the quotient $y = \sum_i q_i (M\mathbf{1})_i /
-    \sum_i p_i$, as $e \log 2 + \operatorname{log1p}(f - 1)$ for $y = f\, 2^e$ with
-    $f \in [1/2, 1)$ ($f - 1$ is exact): one $\operatorname{log1p}$ per step either way.
+    For $x < -1/2$ it is the log of the quotient $\sum_i q_i (M\mathbf{1})_i /
+    \sum_i p_i$ itself (which has no such bias there).
 
     With `Evidence` its precomputed $e^{\ell - m}$ and $m$ are used (no exponential):
     the same numbers when $p$ has full support, or at a first step the support of the
@@ -252,15 +250,9 @@ def filter_readout(
     ratio = reduce_states(jnp.add, moved) / divisor
     # Far from one (below 1/2) the quotient itself has no such bias, and `1 + ratio`
     # would lose its digits (all of them for a likely state of tiny predicted mass).
-    # (One log1p per step either way: XLA:CPU may evaluate this inside the reduction
-    # that sums the log-normalisers, one element at a time.)
     near_one = ratio > -0.5
     quotient = reduce_states(jnp.add, weights * row_sums) / divisor
-    fraction, exponent = jnp.frexp(quotient)
-    live = near_one | (quotient > 0)
-    y = jnp.where(near_one, ratio, jnp.where(live, fraction - 1, 0))
-    octaves = jnp.where(near_one, 0, exponent).astype(y.dtype)
-    log_ratio = jnp.where(live, jnp.log1p(y) + octaves * math.log(2), -jnp.inf)
+    log_ratio = jnp.where(near_one, jnp.log1p(jnp.where(near_one, ratio, 0)), safe_log(quotient))
     log_normaliser = jnp.where(mass > 0, shift + log_ratio, -jnp.inf)
     return FilterReadout(filtered, log_normaliser)
 
