@@ -52,13 +52,22 @@ def fold_states(num_states: int, body, init, start: int = 0):
     """`body(i, carry)` for `i = start, ..., num_states - 1`, from `init`: a loop over the
     states of a model, computing one `(..., K)` slice at a time (never a `K`-fold
     temporary). Unrolled up to 8 states (the slices fuse into one kernel); beyond, a
-    `fori_loop`, so that compile time does not grow with $K$."""
-    if num_states <= _UNROLL_STATES:
-        carry = init
-        for i in range(start, num_states):
-            carry = body(i, carry)
+    `fori_loop` over groups of 8 unrolled states and the remainder unrolled after it, so
+    that compile time does not grow with $K$ and the carry makes one round trip through
+    memory per 8 states, not per state."""
+
+    def unrolled(first, count, carry):
+        for j in range(count):
+            carry = body(first + j, carry)
         return carry
-    return jax.lax.fori_loop(start, num_states, body, init)
+
+    if num_states <= _UNROLL_STATES:
+        return unrolled(start, num_states - start, init)
+    groups, rest = divmod(num_states - start, _UNROLL_STATES)
+    carry = jax.lax.fori_loop(
+        0, groups, lambda g, c: unrolled(start + g * _UNROLL_STATES, _UNROLL_STATES, c), init
+    )
+    return unrolled(num_states - rest, rest, carry)
 
 
 def map_states(num_states: int, fn, axis: int = 0) -> Array:
