@@ -218,6 +218,13 @@ def test_finite_function_indices_out_of_range(jit):
     np.testing.assert_array_equal(masked[1], [[0, 2, 1], [0, 2, 1]])
     with pytest.raises(TypeError, match="FiniteFunction needs integer `elems`"):
         scanalg.scan(M.FiniteFunction(), good.astype(jnp.float32))
+    # Declared in range by construction: no run-time check (and no error), the same
+    # results for maps in range, and the dtype still checked at trace time.
+    unchecked = M.FiniteFunction(check_range=False)
+    np.testing.assert_array_equal(run(unchecked, good), run(M.FiniteFunction(), good))
+    jax.block_until_ready(run(unchecked, bad))
+    with pytest.raises(TypeError, match="FiniteFunction needs integer `elems`"):
+        scanalg.scan(unchecked, good.astype(jnp.float32))
 
 
 def test_empty_scan_of_a_lifting_monoid_returns_elements():

@@ -9,13 +9,16 @@ from jaxtyping import Array, Shaped
 from .._monoid import AbstractMonoid, ActionDirection
 
 
-def _check_indices(name: str, x: Array, k: int) -> Array:
-    """`x` with a trace-time dtype check and a run-time range check against `[0, k)`."""
+def _check_indices(name: str, x: Array, k: int, check_range: bool) -> Array:
+    """`x` with a trace-time dtype check and (if `check_range`) a run-time range check
+    against `[0, k)`."""
     if not jnp.issubdtype(x.dtype, jnp.integer):
         raise TypeError(
             f"FiniteFunction needs integer `{name}` (indices into [0, K)), got "
             f"{jnp.dtype(x.dtype).name}."
         )
+    if not check_range:
+        return x
     return eqx.error_if(
         x, (x < 0) | (x >= k), f"FiniteFunction: `{name}` has an entry outside [0, K = {k})."
     )
@@ -38,9 +41,16 @@ class FiniteFunction(AbstractMonoid):
     `scan` and `reduce` check once, before scanning, that `elems` and `init` are
     integers in $[0, K)$ (an entry out of range is an `equinox` runtime error, also
     under `jit`, instead of an index silently clamped).
+
+    **Fields:**
+
+    - `check_range`: whether they check the range (default `True`). `False` is for
+      maps in range by construction (such as argmaxes over $K$ candidates): it saves
+      a pass over the elements; an entry out of range is then silently clamped.
     """
 
     action_direction: ClassVar[ActionDirection] = "reverse"
+    check_range: bool = eqx.field(default=True, static=True)
 
     def combine(
         self, earlier: Shaped[Array, " K"], later: Shaped[Array, " K"]
@@ -60,7 +70,7 @@ class FiniteFunction(AbstractMonoid):
                 f"step; got shape {jnp.shape(xs)}."
             )
         k = xs.shape[-1]
-        xs = _check_indices("elems", xs, k)
+        xs = _check_indices("elems", xs, k, self.check_range)
         if init is not None:
-            init = _check_indices("init", init, k)
+            init = _check_indices("init", init, k, self.check_range)
         return xs, init

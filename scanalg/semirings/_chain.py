@@ -351,7 +351,7 @@ def backtrack(
     The indices, shape `(P, N)`.
     """
     _, composed = scan(
-        Segmented(FiniteFunction(), boundary="end"),
+        Segmented(FiniteFunction(check_range=False), boundary="end"),
         (layout.ends, maps),
         reverse=True,
         method=method,

@@ -402,7 +402,9 @@ def _sample(form: AbstractForm, forward: _Filtered, u: Array, method) -> Array:
     # out of it is the constant map to that state.
     lasts = inverse_cdf(forward.filtered[segs.last][:, :, None], u[segs.last])[:, 0]
     table = segs.restart_reverse(table, segs.per_step(lasts)[:-1, None])
-    earlier = scan(FiniteFunction(), table, init=lasts[-1], reverse=True, method=method)
+    earlier = scan(
+        FiniteFunction(check_range=False), table, init=lasts[-1], reverse=True, method=method
+    )
     return jnp.concatenate([earlier, lasts[-1:]])
 
 
@@ -477,7 +479,9 @@ def _mode(model: Model, method) -> Array:
         psi = _best_predecessors(model, scores, a)
         best = jnp.argmax(scores, axis=-1).astype(jnp.int32)
         psi = jnp.where(segs.ends[steps][:, None], best[:, None], psi)
-        part = scan(FiniteFunction(), psi, init=following, reverse=True, method=method)
+        part = scan(
+            FiniteFunction(check_range=False), psi, init=following, reverse=True, method=method
+        )
         path = jax.lax.dynamic_update_slice_in_dim(path, part, start(b), axis=0)
         previous = jnp.maximum(b - 1, 0)  # (block 0's value is not used)
         following = part[jnp.minimum(start(previous) + size - start(b), size - 1)]
