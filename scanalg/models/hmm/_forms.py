@@ -119,8 +119,25 @@ class AbstractForm(abc.ABC):
 
     @abc.abstractmethod
     def filter(self, method) -> Readout:
-        """The forward scan and what is read out of it: filtered and predicted
-        probabilities, per-step log-normalisers, kernel inputs."""
+        r"""The forward filter: filtered and predicted probabilities, per-step
+        log-normalisers, kernel inputs.
+
+        One forward scan with initial state $\pi$, restarted at every sequence's first
+        step: the state before step $t$ is the prediction $p_t = p(z_t \mid
+        y_{\text{start}:t-1})$. The loop stores only the predictions; the filtered $f_t$
+        and the log-normalisers $\log(q_t \cdot A_t\mathbf{1})$, $q_t = p_t \odot
+        e^{\ell_t}$, are read out of all of them at once afterwards (`filter_readout`
+        under `vmap`: every extra kernel in the loop body costs more than the whole
+        vectorised pass). $A_t\mathbf{1} = \mathbf{1}$ for a stochastic matrix (taken as
+        ones with their gradient, so that the log-likelihood's gradient is the path
+        sum's for any nonnegative input); the last step of each sequence moves nothing.
+
+        With probabilities and a method that only acts (sequential), the loop shifts
+        each step by the largest $\ell_t$ over all states (over the support of $\pi$ at
+        a first step), with the exponentials computed once before the loop (`Evidence`)
+        and used by the readout too: exact because the form is used only for dense
+        models, whose predictions have full support.
+        """
 
     @abc.abstractmethod
     def uniform(self) -> Array:

@@ -77,6 +77,7 @@ from ._forms import (
     LogProbabilities,
     Model,
     Probabilities,
+    Readout,
     dense,
     exact_or_fast,
 )
@@ -278,36 +279,6 @@ def validated_model(initial_probs, transition_matrix, log_likelihoods, lengths) 
 # --------------------------------------------------------------------------------------
 
 
-class _Filtered(NamedTuple):
-    log_normaliser: Array  # (N,): summed per sequence outside the form's `lax.cond`
-    filtered: Array  # (N, K)
-    predicted: Array  # (N, K)
-    kernel: Array  # (N, K): what the backward kernels are built from
-
-
-def _forward(form: AbstractForm, method) -> _Filtered:
-    r"""Forward filter: per-step log-normalisers, filtered and predicted probabilities.
-
-    One forward scan with initial state $\pi$, restarted at every sequence's first step:
-    the state before step $t$ is the prediction $p_t = p(z_t \mid y_{\text{start}:t-1})$.
-    The loop stores only the predictions; the filtered $f_t$ and the log-normalisers
-    $\log(q_t \cdot A_t\mathbf{1})$, $q_t = p_t \odot e^{\ell_t}$, are read out of all of
-    them at once afterwards (`filter_readout` under `vmap`: every extra kernel in the
-    loop body costs more than the whole vectorised pass); `_loglik` sums them.
-    $A_t\mathbf{1} = \mathbf{1}$ for a stochastic matrix (taken as ones with their
-    gradient, so that the log-likelihood's gradient is the path sum's for any nonnegative
-    input); the last step of each sequence moves nothing.
-
-    With probabilities and a method that only acts (sequential), the loop shifts each
-    step by the largest $\ell_t$ over all states (over the support of $\pi$ at a first
-    step), with the exponentials computed once before the loop (`Evidence`) and used by
-    the readout too: exact because the form is used only for dense models, whose
-    predictions have full support.
-    """
-    out = form.filter(method)
-    return _Filtered(out.log_normaliser, out.filtered, out.predicted, out.kernel)
-
-
 def _loglik(model: Model, log_normaliser: Array, method) -> Array:
     """Per-sequence log-likelihoods, `(B,)`: the log-normalisers summed accurately
     (`Segments.sum`). Outside `exact_or_fast`'s `lax.cond`: inside it, XLA:CPU fuses the
@@ -315,14 +286,14 @@ def _loglik(model: Model, log_normaliser: Array, method) -> Array:
     return model.segs.sum(log_normaliser, method=method)
 
 
-def _impossible(form: AbstractForm, forward: _Filtered) -> Array:
+def _impossible(form: AbstractForm, forward: Readout) -> Array:
     """Per step, whether its sequence has an impossible observation (a log-likelihood
     of $-\\infty$), `(N,)`."""
     segs = form.model.segs
     return segs.per_step(segs.any(jnp.isneginf(forward.log_normaliser)))
 
 
-def _isolated(form: AbstractForm, forward: _Filtered) -> Array:
+def _isolated(form: AbstractForm, forward: Readout) -> Array:
     """The kernel inputs, isolated per sequence.
 
     In a batch, a sequence with an impossible observation has zero vectors from there
@@ -337,7 +308,7 @@ def _isolated(form: AbstractForm, forward: _Filtered) -> Array:
     return jnp.where(_impossible(form, forward)[:, None], form.uniform(), forward.kernel)
 
 
-def _zero_where_impossible(form: AbstractForm, forward: _Filtered, x: Array) -> Array:
+def _zero_where_impossible(form: AbstractForm, forward: Readout, x: Array) -> Array:
     """`x` (leading axis $N$ or $N - 1$) zeroed in sequences with an impossible step (a
     single sequence's backward pass gives zeros there by itself: see `_isolated`)."""
     if form.model.segs.single:
@@ -346,7 +317,7 @@ def _zero_where_impossible(form: AbstractForm, forward: _Filtered, x: Array) -> 
     return jnp.where(impossible.reshape(-1, *[1] * (x.ndim - 1)), jnp.zeros_like(x), x)
 
 
-def _smoothed(form: AbstractForm, forward: _Filtered, method) -> Array:
+def _smoothed(form: AbstractForm, forward: Readout, method) -> Array:
     r"""Smoothed marginals by the backward kernels (the RTS form),
     $p(z_t \mid y) = B_t\, p(z_{t+1} \mid y)$, packed `(N, K)`.
 
@@ -367,7 +338,7 @@ def _smoothed(form: AbstractForm, forward: _Filtered, method) -> Array:
     return _zero_where_impossible(form, forward, smoothed)
 
 
-def _trans_probs(form: AbstractForm, forward: _Filtered, smoothed: Array) -> Array:
+def _trans_probs(form: AbstractForm, forward: Readout, smoothed: Array) -> Array:
     r"""$p(z_t = i, z_{t+1} = j \mid y) = B_t[i, j]\, p(z_{t+1} = j \mid y)$: packed
     `(N-1, K, K)` (time-varying; zero across sequences), or summed over each sequence's
     moves, `(B, K, K)` (fixed)."""
@@ -381,7 +352,7 @@ def _trans_probs(form: AbstractForm, forward: _Filtered, smoothed: Array) -> Arr
     return form.counts(kernel, row, ratio)
 
 
-def _sample(form: AbstractForm, forward: _Filtered, u: Array, method) -> Array:
+def _sample(form: AbstractForm, forward: Readout, u: Array, method) -> Array:
     """One packed posterior path from uniforms `u` of shape `(N,)`: FFBS by composition."""
     # E_t(j): a draw of z_t given z_{t+1} = j from column j of the backward kernel,
     # weights filtered_t[i] A_t[i, j], column total (filtered_t A_t)_j. A column that
@@ -532,7 +503,7 @@ def _with_form(model: Model, exact: bool | None, body: Callable[[AbstractForm], 
 @eqx.filter_jit
 def _filter(pi, a, ll, lengths, exact, method):
     model = validated_model(pi, a, ll, lengths)
-    out = _with_form(model, exact, lambda form: _forward(form, method))
+    out = _with_form(model, exact, lambda form: form.filter(method))
     loglik = _loglik(model, out.log_normaliser, method)
     if model.segs.single:
         return HMMPosteriorFiltered(loglik[0], out.filtered, out.predicted)
@@ -544,7 +515,7 @@ def _smoother(pi, a, ll, lengths, exact, method):
     model = validated_model(pi, a, ll, lengths)
 
     def body(form: AbstractForm):
-        forward = _forward(form, method)
+        forward = form.filter(method)
         smoothed = _smoothed(form, forward, method)
         trans = _trans_probs(form, forward, smoothed)
         return forward.log_normaliser, forward.filtered, forward.predicted, smoothed, trans
@@ -572,7 +543,7 @@ def _posterior_sample(key, pi, a, ll, lengths, exact, method, num_samples):
     u = jax.random.uniform(key, shape, model.ll.dtype)
 
     def body(form: AbstractForm):
-        forward = _forward(form, method)
+        forward = form.filter(method)
 
         def sample(v):
             return _sample(form, forward, v, method)
