@@ -72,9 +72,12 @@ def _failure(proc: subprocess.CompletedProcess) -> str:
 # and then the request's line back (the parent waits for that line; anything else the
 # process prints, e.g. from C++, is skipped).
 _RUNNER = """
-import contextlib, io, json, os, runpy, sys, traceback
+import contextlib, gc, io, json, os, runpy, sys, traceback
 import hypothesis
 import jax
+
+gc.set_threshold(20_000, 20, 100)  # (as in conftest.py)
+gc.freeze()
 
 saved = {name: getattr(jax.config, name) for name in ("jax_enable_x64",)}
 for line in sys.stdin:
