@@ -15,11 +15,8 @@
 - XLA's cheaper CPU code generation (`xla_codegen.CHEAP`, through `XLA_FLAGS`, so
   the example scripts the suite runs get it too): the suite is mostly compilation.
   Programs whose run time dominates opt back in to the default (`xla_codegen.DEFAULT`).
-- Python's cyclic garbage collector runs less often (`gc.set_threshold`), and what
-  is imported and collected before the first test is frozen out of its scans
-  (`gc.freeze`): tracing leaves many objects behind (jaxprs, compiled programs and
-  their caches), and with the default thresholds full collections over that heap
-  took about a tenth of a worker's time.
+- Python's cyclic garbage collector runs less often (`gc_settings`), and what is
+  imported and collected before the first test is frozen out of its scans.
 - float64 on, and strict promotion: no implicit rank promotion (broadcasting arrays
   of different ranks) and no implicit dtype promotion, as equinox and diffrax test.
 """
@@ -31,6 +28,7 @@ import tempfile
 
 import jax
 import pytest
+from gc_settings import THRESHOLDS
 from hypothesis import HealthCheck, settings
 from xla_codegen import use_cheap_codegen
 
@@ -71,9 +69,7 @@ settings.register_profile("dev", deadline=None, suppress_health_check=[HealthChe
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
-# (Collections of the youngest generation every 20 000 allocations instead of 700, of
-# the middle one every 20 of those and full ones every 100 middle ones, instead of 10.)
-gc.set_threshold(20_000, 20, 100)
+gc.set_threshold(*THRESHOLDS)
 
 
 def pytest_collection_finish(session):

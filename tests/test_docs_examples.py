@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from gc_settings import THRESHOLDS
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
@@ -71,15 +72,15 @@ def _failure(proc: subprocess.CompletedProcess) -> str:
 # each program as `__main__`, writing `{"returncode", "stdout", "stderr"}` to `result`
 # and then the request's line back (the parent waits for that line; anything else the
 # process prints, e.g. from C++, is skipped).
-_RUNNER = """
+_RUNNER = f"""
 import contextlib, gc, io, json, os, runpy, sys, traceback
 import hypothesis
 import jax
 
-gc.set_threshold(20_000, 20, 100)  # (as in conftest.py)
+gc.set_threshold(*{THRESHOLDS})  # (see gc_settings.py)
 gc.freeze()
 
-saved = {name: getattr(jax.config, name) for name in ("jax_enable_x64",)}
+saved = {{name: getattr(jax.config, name) for name in ("jax_enable_x64",)}}
 for line in sys.stdin:
     request = json.loads(line)
     os.chdir(request["cwd"])
@@ -99,7 +100,7 @@ for line in sys.stdin:
     if "matplotlib.pyplot" in sys.modules:
         sys.modules["matplotlib.pyplot"].close("all")
     with open(request["result"], "w") as f:
-        json.dump({"returncode": code, "stdout": out.getvalue(), "stderr": err.getvalue()}, f)
+        json.dump({{"returncode": code, "stdout": out.getvalue(), "stderr": err.getvalue()}}, f)
     sys.stdout.write(line)
     sys.stdout.flush()
 """
