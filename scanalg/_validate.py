@@ -3,13 +3,13 @@
 import functools
 import inspect
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array
+from jaxtyping import Array, ArrayLike
 
 
 def float_dtype(*arrays, family: str = "HMM"):
@@ -71,14 +71,30 @@ def asymmetric(x: Array) -> Array:
     return jnp.max(jnp.abs(x - jnp.swapaxes(x, -1, -2)), initial=0) > tol * scale
 
 
-def attach_checks(x, checks):
-    """`x` with one `equinox.error_if` for all `(bad, message)` in `checks`: the first
-    failing check is the one reported. Tie it to a small array that every output
-    depends on (a check whose result is unused is dropped)."""
+def any_failed(checks: Sequence[tuple[ArrayLike, str]]) -> Array:
+    """Whether any `(bad, message)` of `checks` fails (a scalar boolean array)."""
+    return jnp.any(jnp.stack([jnp.asarray(b) for b, _ in checks]))
+
+
+def attach_checks(x: Array, checks: Sequence[tuple[ArrayLike, str]]) -> Array:
+    """`x` (a numeric array) with one `equinox.error_if` for all `(bad, message)` in
+    `checks`: the first failing check is the one reported. Tie them to an array that
+    every output depends on (a check whose result is unused is dropped). Checks
+    attached in different places may run in any order: a check that only makes sense
+    once others pass should include their negation (`~any_failed(others)`) in its
+    `bad`.
+
+    The check rides on a scalar zero subtracted from `x`, not on `x` itself: what
+    passes through `error_if` is placed on one device, so an `x` split over devices
+    (e.g. along time, see `scanalg.Sharded`) would be gathered there whole. The
+    subtraction changes no value (signed zeros included; subnormals are flushed to
+    zero, as by any later XLA arithmetic)."""
     if not checks:
         return x
-    bad = jnp.stack([jnp.asarray(b) for b, _ in checks])
-    return eqx.branched_error_if(x, jnp.any(bad), jnp.argmax(bad), [m for _, m in checks])
+    first = jnp.argmax(jnp.stack([jnp.asarray(b) for b, _ in checks]))
+    zero = jnp.zeros((), x.dtype)
+    zero = eqx.branched_error_if(zero, any_failed(checks), first, [m for _, m in checks])
+    return x - zero
 
 
 def checks_arguments(check: Callable[[dict[str, Any]], None]) -> Callable[[Callable], Callable]:

@@ -5,7 +5,8 @@ instead of copying it (see the how-to "A new model family").
 - Ragged batches: `Segments` (sequences packed along time; `lengths=` for free).
 - Argument checks: `checks_arguments` (shapes before tracing, with or without a runtime
   type checker), `positive_count`, `float_dtype`, and value checks under `jit`
-  (`attach_checks` with `nonfinite`, `distribution_problem`, `asymmetric`).
+  (`attach_checks` with `nonfinite`, `distribution_problem`, `asymmetric`;
+  `any_failed`).
 - Numerics: `safe_log`, `logsumexp`, `normalise`, `tree_sum`, `compensated_sum`,
   `inverse_cdf`.
 - Linear algebra for Gaussians: `symmetrize`, `psd_cholesky`, `gaussian_log_density`.
@@ -26,6 +27,7 @@ from ._numerics import (
 )
 from ._segments import Segments as Segments
 from ._validate import (
+    any_failed as any_failed,
     asymmetric as asymmetric,
     attach_checks as attach_checks,
     checks_arguments as checks_arguments,

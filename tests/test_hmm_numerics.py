@@ -319,6 +319,22 @@ def test_bad_values_raise(name, value, match):
         jax.block_until_ready(hmm.hmm_filter(*args.values()))
 
 
+# dynamax's extra HMM functions check the values they share with `hmm_filter` too.
+EXTRAS = {
+    "backward_filter": lambda pi, a, ll: hmm.hmm_backward_filter(a, ll),
+    "two_filter_smoother": hmm.hmm_two_filter_smoother,
+    "fixed_lag_smoother": lambda pi, a, ll: hmm.hmm_fixed_lag_smoother(pi, a, ll, 2),
+}
+
+
+@pytest.mark.parametrize("name, value, match", [BAD_VALUES[2], BAD_VALUES[5]])
+@pytest.mark.parametrize("fn", list(EXTRAS.values()), ids=list(EXTRAS))
+def test_bad_values_raise_in_the_extras(fn, name, value, match):
+    args = dict(GOOD, **{name: value})
+    with pytest.raises(eqx.EquinoxRuntimeError, match=match):
+        jax.block_until_ready(fn(*args.values()))
+
+
 @pytest.mark.parametrize("k", [2, 5, 20, 200])
 def test_float32_normalised_matrix_cast_to_float64_is_accepted(k):
     """Stochastic to the precision it was made in: rows normalised in float32, then cast

@@ -39,7 +39,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray, Scalar
 
 from ..._methods import AbstractScanMethod, as_method
 from ..._segments import Segments
-from ..._validate import checks_arguments, float_dtype, positive_count
+from ..._validate import attach_checks, checks_arguments, float_dtype, positive_count
 from ...semirings import (
     AbstractSemiring,
     ChainMarginals,
@@ -148,8 +148,11 @@ def _prepare(potentials, unaries, lengths) -> tuple[Array, Array, Segments]:
     psi, u = psi.astype(dtype), u.astype(dtype)
     bad_psi = jnp.any(jnp.isnan(psi) | (psi == jnp.inf))
     bad_u = jnp.any(jnp.isnan(u) | (u == jnp.inf))
-    u = eqx.error_if(u, bad_psi, "`potentials` contains NaN or +inf.")
-    u = eqx.error_if(u, bad_u, "`unaries` contains NaN or +inf.")
+    checks = [
+        (bad_psi, "`potentials` contains NaN or +inf."),
+        (bad_u, "`unaries` contains NaN or +inf."),
+    ]
+    u = attach_checks(u, checks)  # (every output depends on `u`)
     return u, psi, Segments(lengths, u.shape[0])
 
 

@@ -18,6 +18,7 @@ from ..._methods import AbstractScanMethod
 from ..._numerics import finite_or_zero, normalise, safe_log, tree_sum
 from ..._scan import scan
 from ..._validate import (
+    attach_checks,
     checks_arguments,
     distribution_problem,
     float_dtype,
@@ -55,13 +56,15 @@ def _check(transition_matrix, log_likelihoods):
         )
     dtype = float_dtype(a, ll)
     a, ll = a.astype(dtype), ll.astype(dtype)
-    a = eqx.error_if(
-        a,
-        distribution_problem(a),
-        "Every row of `transition_matrix` must be a probability vector (nonnegative, no "
-        "NaN, summing to one along the last axis).",
-    )
-    ll = eqx.error_if(ll, nan_or_positive_infinity(ll), "`log_likelihoods` contains NaN or +inf.")
+    checks = [
+        (
+            distribution_problem(a),
+            "Every row of `transition_matrix` must be a probability vector (nonnegative, "
+            "no NaN, summing to one along the last axis).",
+        ),
+        (nan_or_positive_infinity(ll), "`log_likelihoods` contains NaN or +inf."),
+    ]
+    ll = attach_checks(ll, checks)  # (every output depends on `ll`)
     return a, ll, a.ndim == 3
 
 

@@ -65,6 +65,7 @@ from ..._numerics import (
 from ..._scan import scan
 from ..._segments import Segments
 from ..._validate import (
+    attach_checks,
     checks_arguments,
     distribution_problem,
     float_dtype,
@@ -258,8 +259,7 @@ def validated_model(initial_probs, transition_matrix, log_likelihoods, lengths) 
     ll = jnp.asarray(log_likelihoods)
     dtype = float_dtype(pi, a, ll)
     pi, a, ll = pi.astype(dtype), a.astype(dtype), ll.astype(dtype)
-    # One `error_if` per argument, all tied to `pi` (used by every pass; a value
-    # passed through a check's `lax.cond` may be copied, and `pi` is small).
+    # All tied to `pi` (used by every pass).
     rule = "(nonnegative, no NaN, summing to one along the last axis)"
     checks = [
         (distribution_problem(pi), f"`initial_probs` must be a probability vector {rule}."),
@@ -269,9 +269,7 @@ def validated_model(initial_probs, transition_matrix, log_likelihoods, lengths) 
         ),
         (nan_or_positive_infinity(ll), "`log_likelihoods` contains NaN or +inf."),
     ]
-    for bad, message in checks:
-        pi = eqx.error_if(pi, bad, message)
-    return Model(pi, a, ll, Segments(lengths, ll.shape[0]))
+    return Model(attach_checks(pi, checks), a, ll, Segments(lengths, ll.shape[0]))
 
 
 # --------------------------------------------------------------------------------------

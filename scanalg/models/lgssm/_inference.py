@@ -59,6 +59,7 @@ from ..._linalg import (
 from ..._methods import AbstractScanMethod, as_method
 from ..._scan import scan
 from ..._validate import (
+    any_failed,
     asymmetric,
     attach_checks,
     checks_arguments,
@@ -153,7 +154,8 @@ class _Model(eqx.Module):
     `ref` is the reference trajectory $r_t$: the model here is that of $z_t - r_t$
     (initial mean `m0`, offsets `c`, observations `y`), and `ref` is added back to
     every mean. `mask[t, i]` says whether component $i$ of $y_t$ is observed; `y`
-    is zero where it is not.
+    is zero where it is not. `bad` says whether a value check of `_model` failed
+    (later checks, whose messages assume valid parameters, are then not reported).
     """
 
     m0: Array
@@ -166,6 +168,7 @@ class _Model(eqx.Module):
     y: Array
     mask: Array
     ref: Array
+    bad: Array
     tv: dict[str, bool] = eqx.field(static=True)
 
     def at(self, name: str, start: int) -> Array:
@@ -382,6 +385,7 @@ def _model(params: Any, emissions: Any, inputs: Any) -> _Model:
     y = jnp.asarray(emissions).astype(dtype)
     checks.append((jnp.any(jnp.isinf(y)), "`emissions` contains ±inf (NaN marks a missing entry)."))
     m0 = attach_checks(m0, checks)
+    bad = any_failed(checks)
     P0, Q = symmetrize(P0), symmetrize(Q)
     if R.ndim - R_tv == 2:
         R = symmetrize(R)
@@ -407,6 +411,7 @@ def _model(params: Any, emissions: Any, inputs: Any) -> _Model:
         y=y,
         mask=mask,
         ref=ref,
+        bad=bad,
         tv=dict(F=F_tv, c=True, Q=Q_tv, H=H_tv, R=R_tv, y=True, mask=True),
     )
 
@@ -482,7 +487,8 @@ def _filter_elements(md: _Model) -> FilterElement:
         "t = 0) of the observed components is singular at some step; R must be positive "
         "definite where H Q H^T is not."
     )
-    return eqx.tree_at(lambda e: e.b, elems, eqx.error_if(elems.b, singular, message))
+    b = attach_checks(elems.b, [(singular & ~md.bad, message)])
+    return eqx.tree_at(lambda e: e.b, elems, b)
 
 
 def _filter(md: _Model, method) -> FilterState:
