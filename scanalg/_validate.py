@@ -71,9 +71,13 @@ def asymmetric(x: Array) -> Array:
     return jnp.max(jnp.abs(x - jnp.swapaxes(x, -1, -2)), initial=0) > tol * scale
 
 
+def _flags(checks: Sequence[tuple[ArrayLike, str]]) -> Array:
+    return jnp.stack([jnp.asarray(b) for b, _ in checks])
+
+
 def any_failed(checks: Sequence[tuple[ArrayLike, str]]) -> Array:
     """Whether any `(bad, message)` of `checks` fails (a scalar boolean array)."""
-    return jnp.any(jnp.stack([jnp.asarray(b) for b, _ in checks]))
+    return jnp.any(_flags(checks))
 
 
 def attach_checks(x: Array, checks: Sequence[tuple[ArrayLike, str]]) -> Array:
@@ -91,9 +95,9 @@ def attach_checks(x: Array, checks: Sequence[tuple[ArrayLike, str]]) -> Array:
     zero, as by any later XLA arithmetic)."""
     if not checks:
         return x
-    first = jnp.argmax(jnp.stack([jnp.asarray(b) for b, _ in checks]))
+    bad = _flags(checks)
     zero = jnp.zeros((), x.dtype)
-    zero = eqx.branched_error_if(zero, any_failed(checks), first, [m for _, m in checks])
+    zero = eqx.branched_error_if(zero, jnp.any(bad), jnp.argmax(bad), [m for _, m in checks])
     return x - zero
 
 
